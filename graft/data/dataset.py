@@ -1,0 +1,116 @@
+"""In-memory image datasets: decoded uint8 tensors, never per-image objects.
+
+Both classes convert to and from a plain dict of tensors and primitives (``to_state`` /
+``from_state``), which ``torch.load(weights_only=True)`` reads back without unpickling code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+
+def content_fingerprint(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(tuple(images.shape)).encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    digest.update("\x1f".join(class_names).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class ImageDataset:
+    """Decoded images ``(N, C, H, W)`` uint8, integer labels into ``class_names``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    origin: str
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must hold one entry per image")
+        self.labels = self.labels.to(torch.int64)
+        if not self.fingerprint:
+            self.fingerprint = content_fingerprint(self.images, self.labels, self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self, indices: torch.Tensor | None = None) -> list[int]:
+        labels = self.labels if indices is None else self.labels[indices]
+        return torch.bincount(labels, minlength=self.num_classes).tolist()
+
+    def to_state(self) -> dict:
+        return {
+            "images": self.images,
+            "labels": self.labels,
+            "class_names": list(self.class_names),
+            "origin": self.origin,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ImageDataset":
+        return cls(**state)
+
+
+SPLIT_NAMES = ("train", "unlabeled", "val", "test")
+
+
+@dataclass
+class TargetSplits:
+    """The target dataset and the index sets the pipeline uses.
+
+    ``train`` holds the labelled training images (the label budget), ``unlabeled`` the rest of the
+    training pool, whose images (never labels) a strategy may use, e.g. for BatchNorm statistics.
+    ``val`` selects models; ``test`` is touched only by the evaluate and register steps.
+    """
+
+    dataset: ImageDataset
+    indices: dict[str, torch.Tensor] = field(default_factory=dict)
+    labels_per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        missing = [name for name in SPLIT_NAMES if name not in self.indices]
+        if missing:
+            raise ValueError(f"missing splits: {missing}")
+
+    def images(self, split: str) -> torch.Tensor:
+        return self.dataset.images[self.indices[split]]
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.dataset.labels[self.indices[split]]
+
+    def size(self, split: str) -> int:
+        return int(self.indices[split].numel())
+
+    def eval_set_hash(self) -> str:
+        """Identifies the frozen test split: same images and labels, same hash."""
+        test = self.indices["test"]
+        return content_fingerprint(self.dataset.images[test], self.dataset.labels[test], self.dataset.class_names)
+
+    def to_state(self) -> dict:
+        return {
+            "dataset": self.dataset.to_state(),
+            "indices": dict(self.indices),
+            "labels_per_class": self.labels_per_class,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TargetSplits":
+        return cls(
+            dataset=ImageDataset.from_state(state["dataset"]),
+            indices=dict(state["indices"]),
+            labels_per_class=state["labels_per_class"],
+        )

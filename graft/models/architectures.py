@@ -1,0 +1,99 @@
+"""A factory of classifiers that all share one shape: ``backbone`` stages, then a linear ``head``.
+
+The split lets strategies freeze, re-initialise or give per-depth learning rates to the parts of
+any architecture without knowing which one it is. Nothing here downloads weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class ArchitectureSpec(BaseModel):
+    """Everything needed to rebuild a model before loading its weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    architecture: str
+    num_classes: int
+    in_channels: int = 1
+    width: int = 32
+    frame_size: int = 28
+
+
+class Classifier(nn.Module):
+    """``head(backbone(x))``; ``backbone`` is a sequence of stages from input to features."""
+
+    def __init__(self, stages: list[nn.Module], feature_dim: int, num_classes: int):
+        super().__init__()
+        self.backbone = nn.Sequential(*stages)
+        self.feature_dim = feature_dim
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(inputs))
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.backbone(inputs)
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Stages from the input to the head, for depth-dependent learning rates."""
+        return [*self.backbone, self.head]
+
+    def replace_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+
+def _conv_block(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+def build_lenet_bn(spec: ArchitectureSpec) -> Classifier:
+    """LeNet-5 with BatchNorm: about 4 M multiply-adds for a 28x28 image, fast on two CPU cores."""
+    width = spec.width
+    feature_dim = 8 * width
+    stages = [
+        _conv_block(spec.in_channels, width, 5),
+        _conv_block(width, 2 * width, 5),
+        nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, feature_dim, bias=False),
+            nn.BatchNorm1d(feature_dim),
+            nn.ReLU(inplace=True),
+        ),
+    ]
+    return Classifier(stages, feature_dim, spec.num_classes)
+
+
+def build_resnet18(spec: ArchitectureSpec) -> Classifier:
+    """torchvision's ResNet-18 (``weights=None``) with a small-image stem: 3x3 conv, no max-pool."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=spec.num_classes)
+    stem = nn.Sequential(
+        nn.Conv2d(spec.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False),
+        net.bn1,
+        net.relu,
+    )
+    pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Classifier([stem, net.layer1, net.layer2, net.layer3, nn.Sequential(net.layer4, pool)], 512, spec.num_classes)
+
+
+ARCHITECTURES: dict[str, Callable[[ArchitectureSpec], Classifier]] = {
+    "lenet_bn": build_lenet_bn,
+    "resnet18": build_resnet18,
+}
+
+
+def build_classifier(spec: ArchitectureSpec) -> Classifier:
+    return ARCHITECTURES[spec.architecture](spec)

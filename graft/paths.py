@@ -1,0 +1,86 @@
+"""Where graft keeps its runtime state, and the environment that keeps third-party tools inside it.
+
+All state (ZenML config and store, MLflow database and artifacts, caches) lives under one folder,
+``.graft/`` in the checkout by default, so a test can isolate a whole run with ``GRAFT_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR_ENV = "GRAFT_HOME"
+TRACKING_URI_ENV = "GRAFT_TRACKING_URI"
+
+
+def project_root() -> Path:
+    """The checkout this package was installed from (editable install), else the working directory."""
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "pyproject.toml").is_file() and (package_parent / "configs").is_dir():
+        return package_parent
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    root: Path
+
+    @property
+    def zenml_config(self) -> Path:
+        return self.root / "zenml"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def data_cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    def default_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+
+def state_layout() -> StateLayout:
+    configured = os.environ.get(STATE_DIR_ENV)
+    root = Path(configured).expanduser().resolve() if configured else project_root() / ".graft"
+    return StateLayout(root)
+
+
+def configure_environment(layout: StateLayout | None = None) -> StateLayout:
+    """Point ZenML, MLflow and Great Expectations at the state folder and quiet them.
+
+    Must run before ``zenml`` is imported: ZenML reads its config path once, at import.
+    """
+    layout = layout or state_layout()
+    layout.root.mkdir(parents=True, exist_ok=True)
+    os.environ["ZENML_CONFIG_PATH"] = str(layout.zenml_config)
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
+    os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
+    os.environ.setdefault("ZENML_DISABLE_CLIENT_SERVER_MISMATCH_WARNING", "true")
+    os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", resolve_tracking_uri(layout))
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    return layout
+
+
+def resolve_tracking_uri(layout: StateLayout | None = None) -> str:
+    """``GRAFT_TRACKING_URI`` wins, then the SQLite database in the state folder."""
+    layout = layout or state_layout()
+    return os.environ.get(TRACKING_URI_ENV) or layout.default_tracking_uri()

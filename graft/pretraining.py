@@ -1,0 +1,81 @@
+"""Pretrain a backbone on the source data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from graft.config import GraftConfig
+from graft.data.dataset import ImageDataset
+from graft.data.preprocessing import PreprocessingSpec, intensity_statistics
+from graft.data.splits import stratified_split
+from graft.models.architectures import ArchitectureSpec, build_classifier
+from graft.models.bundle import ModelBundle
+from graft.training.augment import BatchAugmenter
+from graft.training.devices import resolve_device, seed_everything
+from graft.training.loop import Phase, TrainingData, TrainingResult, fit
+
+
+@dataclass
+class PretrainResult:
+    bundle: ModelBundle
+    training: TrainingResult
+    holdout_accuracy: float
+    train_images: int
+    holdout_images: int
+
+
+def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult:
+    """Train the configured architecture on ``source``; report accuracy on a held-out split."""
+    generator = seed_everything(config.seed)
+    device = resolve_device(config.device)
+    images, labels = source.images, source.labels
+    if config.pretrain.max_images and len(source) > config.pretrain.max_images:
+        keep = torch.randperm(len(source), generator=generator)[: config.pretrain.max_images]
+        images, labels = images[keep], labels[keep]
+    parts = stratified_split(
+        labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
+    )
+    mean, std = intensity_statistics(images[parts["train"]])
+    preprocessing = PreprocessingSpec(
+        frame_size=config.data.frame_size,
+        content_box=config.data.content_box,
+        channels=config.data.channels,
+        mean=mean,
+        std=std,
+    )
+    spec = ArchitectureSpec(
+        architecture=config.model.architecture,
+        num_classes=source.num_classes,
+        in_channels=config.data.channels,
+        width=config.model.width,
+        frame_size=config.data.frame_size,
+    )
+    model = build_classifier(spec).to(device)
+    hp = config.pretrain
+    phase = Phase(
+        "pretrain",
+        hp.epochs,
+        [{"params": list(model.parameters()), "lr": hp.learning_rate, "weight_decay": hp.weight_decay}],
+    )
+    data = TrainingData(images[parts["train"]], labels[parts["train"]], images[parts["holdout"]], labels[parts["holdout"]])
+    training = fit(
+        model,
+        data,
+        [phase],
+        preprocessing,
+        batch_size=hp.batch_size,
+        patience=hp.epochs,
+        generator=generator,
+        augment=BatchAugmenter(hp.augmentation, generator) if hp.augmentation.enabled else None,
+        label="pretrain",
+    )
+    bundle = ModelBundle.from_model(model.cpu(), spec, source.class_names, preprocessing)
+    return PretrainResult(
+        bundle=bundle,
+        training=training,
+        holdout_accuracy=training.best_val_accuracy,
+        train_images=int(parts["train"].numel()),
+        holdout_images=int(parts["holdout"].numel()),
+    )

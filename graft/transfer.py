@@ -1,0 +1,95 @@
+"""Fine-tune one candidate per strategy on the labelled target budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from graft.config import GraftConfig
+from graft.data.dataset import TargetSplits
+from graft.data.preprocessing import normalise
+from graft.models.bundle import ModelBundle
+from graft.strategies import TransferContext, create_strategy
+from graft.strategies.base import target_spec
+from graft.training.augment import BatchAugmenter
+from graft.training.devices import resolve_device, seed_everything
+from graft.training.loop import TrainingData, TrainingResult, fit
+
+
+@dataclass
+class Candidate:
+    """A model trained by one strategy, with what is known about it so far."""
+
+    strategy: str
+    bundle: ModelBundle
+    params: dict
+    history: list[dict]
+    val_accuracy: float
+    val_loss: float
+    best_epoch: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_state(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "bundle": self.bundle.to_state(),
+            "params": self.params,
+            "history": self.history,
+            "val_accuracy": self.val_accuracy,
+            "val_loss": self.val_loss,
+            "best_epoch": self.best_epoch,
+            "seconds": self.seconds,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Candidate":
+        return cls(**{**state, "bundle": ModelBundle.from_state(state["bundle"])})
+
+
+def same_label_set(source: ModelBundle, target: TargetSplits) -> bool:
+    return list(source.class_names) == list(target.dataset.class_names)
+
+
+def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, config: GraftConfig) -> Candidate:
+    """Build, adapt and train one strategy's model; deterministic for a given config and seed."""
+    generator = seed_everything(config.seed)
+    device = resolve_device(config.device)
+    strategy = create_strategy(strategy_name, config.finetune.strategies.get(strategy_name))
+    adaptation = torch.cat([target.images("train"), target.images("unlabeled")])
+    context = TransferContext(
+        class_names=target.dataset.class_names,
+        same_label_set=same_label_set(source, target),
+        adaptation_inputs=normalise(adaptation, source.preprocessing),
+        device=device,
+    )
+    model = strategy.build_model(source, context).to(device)
+    strategy.prepare(model, context)
+    phases = strategy.phases(model, config.finetune.epoch_scale)
+    regularizer = strategy.regularizer(model)
+    augmentation = config.finetune.augmentation
+    result: TrainingResult = fit(
+        model,
+        TrainingData(target.images("train"), target.labels("train"), target.images("val"), target.labels("val")),
+        phases,
+        source.preprocessing,
+        batch_size=config.finetune.batch_size,
+        patience=config.finetune.patience,
+        generator=generator,
+        augment=BatchAugmenter(augmentation, generator) if augmentation.enabled else None,
+        regularizer=regularizer,
+        label=strategy_name,
+    )
+    bundle = ModelBundle.from_model(model.cpu(), target_spec(source, context), target.dataset.class_names, source.preprocessing)
+    return Candidate(
+        strategy=strategy_name,
+        bundle=bundle,
+        params=strategy.describe(),
+        history=result.history_dicts(),
+        val_accuracy=result.best_val_accuracy,
+        val_loss=result.best_val_loss,
+        best_epoch=result.best_epoch,
+        seconds=result.seconds,
+    )
