@@ -157,6 +157,14 @@ class GraftConfig(StrictModel):
         return self
 
 
+PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain")
+
+
+def config_sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The part of a config dict a step depends on, so editing other sections keeps its cache."""
+    return {name: values[name] for name in names if name in values}
+
+
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "(top level)"

@@ -75,9 +75,23 @@ def configure_environment(layout: StateLayout | None = None) -> StateLayout:
     os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_TRACKING_URI", resolve_tracking_uri(layout))
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    quiet_third_party_logs()
     return layout
+
+
+def quiet_third_party_logs() -> None:
+    """Keep the console for the pipeline's own progress: GE alone logs hundreds of lines at import."""
+    import logging
+    import warnings
+
+    for name in ("great_expectations", "mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 
 def resolve_tracking_uri(layout: StateLayout | None = None) -> str:

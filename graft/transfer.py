@@ -30,6 +30,7 @@ class Candidate:
     best_epoch: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str = ""
 
     def to_state(self) -> dict:
         return {
@@ -42,6 +43,7 @@ class Candidate:
             "best_epoch": self.best_epoch,
             "seconds": self.seconds,
             "metrics": self.metrics,
+            "mlflow_run_id": self.mlflow_run_id,
         }
 
     @classmethod
@@ -93,3 +95,23 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
         best_epoch=result.best_epoch,
         seconds=result.seconds,
     )
+
+
+@dataclass
+class CandidateSet:
+    """Every strategy's candidate from one fine-tuning step, in the configured order."""
+
+    candidates: list[Candidate]
+
+    def by_strategy(self, name: str) -> Candidate:
+        for candidate in self.candidates:
+            if candidate.strategy == name:
+                return candidate
+        raise KeyError(name)
+
+    def to_state(self) -> dict:
+        return {"candidates": [candidate.to_state() for candidate in self.candidates]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "CandidateSet":
+        return cls([Candidate.from_state(item) for item in state["candidates"]])

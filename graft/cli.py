@@ -1,0 +1,252 @@
+"""``graft``: run the transfer pipeline, predict with the champion, inspect and roll back the registry."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from graft.errors import GraftError
+
+app = typer.Typer(
+    help="Transfer learning on images as a ZenML pipeline: pretrain on a source, gate the target data "
+    "with Great Expectations, fine-tune with several strategies, and promote the best model to "
+    "`champion` in the MLflow registry. State lives in .graft/ (or $GRAFT_HOME).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_CONFIG = Path("configs/transfer.yaml")
+
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="Pipeline config YAML (default: configs/transfer.yaml in the checkout).")
+]
+
+
+def _default_config_path() -> Path | None:
+    from graft.paths import project_root
+
+    candidate = project_root() / DEFAULT_CONFIG
+    return candidate if candidate.is_file() else None
+
+
+def _load(config: Path | None, overrides: dict | None = None):
+    from graft.config import load_config
+
+    return load_config(config or _default_config_path(), overrides)
+
+
+def _use_tracking(config) -> str:
+    import mlflow
+
+    from graft.paths import configure_environment, resolve_tracking_uri
+
+    layout = configure_environment()
+    uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    source: Annotated[Optional[str], typer.Option(help="Source data: builtin:mnist, builtin:digits.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Target data: builtin:digits, builtin:mnist.")] = None,
+    labels_per_class: Annotated[Optional[int], typer.Option(help="Labelled target images per class used for training.")] = None,
+    strategies: Annotated[
+        Optional[str], typer.Option(help="Comma-separated strategies, e.g. scratch,adaptive (the baseline is always needed).")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed (target splits keep data.split_seed).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name in MLflow.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step instead of reusing cached results.")] = False,
+) -> None:
+    """Run ingest source -> pretrain -> validate target -> finetune -> evaluate -> register."""
+    overrides: dict = {}
+    data = {key: value for key, value in {"source": source, "target": target, "labels_per_class": labels_per_class}.items() if value is not None}
+    if data:
+        overrides["data"] = data
+    if seed is not None:
+        overrides["seed"] = seed
+    if device is not None:
+        overrides["device"] = device
+    if model_name is not None:
+        overrides["registry"] = {"model_name": model_name}
+    base = _load(config)
+    if strategies is not None:
+        chosen = [name.strip() for name in strategies.split(",") if name.strip()]
+        overrides["finetune"] = {"strategies": {name: base.finetune.strategies.get(name, {}) for name in chosen}}
+    cfg = _load(config, overrides)
+
+    from graft.data.sources import check_spec
+    from graft.training.devices import resolve_device
+
+    check_spec(cfg.data.source, "source")
+    check_spec(cfg.data.target, "target")
+    resolve_device(cfg.device)
+
+    from graft.reporting.summary import candidates_table
+    from pipelines.runner import run_transfer
+
+    typer.echo(f"graft: {cfg.data.source} -> {cfg.data.target}, {cfg.data.labels_per_class or 'all'} labels/class, "
+               f"strategies {', '.join(cfg.finetune.strategies)}, seed {cfg.seed}", err=True)
+    outcome = run_transfer(cfg, enable_cache=not no_cache)
+    promotion = outcome.promotion
+    typer.echo("")
+    typer.echo(f"Source model: {100 * outcome.pretrain['source_holdout_accuracy']:.2f}% on held-out source images")
+    typer.echo(candidates_table(outcome.evaluation, promotion))
+    typer.echo("")
+    verdict = "PROMOTED to champion" if promotion["promoted"] else "not promoted"
+    typer.echo(f"Registered {promotion['model_name']} v{promotion['registered_version']} ({promotion['challenger']}): {verdict}.")
+    typer.echo(f"Why: {promotion['reason']}")
+    typer.echo(f"Champion: v{promotion['champion_after']}" + (f" (was v{promotion['champion_before']})" if promotion["champion_before"] and promotion["champion_before"] != promotion["champion_after"] else ""))
+    typer.echo(f"Pipeline run {outcome.run_name}: {len(outcome.steps)} steps in {outcome.seconds:.1f} s")
+    typer.echo("")
+    typer.echo("Look at it:")
+    typer.echo(f"  MLflow UI:        make mlflow-ui     (mlflow ui --backend-store-uri {outcome.tracking_uri})")
+    typer.echo("  ZenML dashboard:  make dashboard     (zenml login --local, with ZENML_CONFIG_PATH=.graft/zenml)")
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the predictions to this CSV file.")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to load.")] = "champion",
+    config: ConfigOption = None,
+) -> None:
+    """Label images with the registered champion: one line per file, label and probability."""
+    import torch
+
+    from graft.data.decoding import collect_image_files, decode_image_file
+    from graft.data.preprocessing import frame_images, match_channels, normalise
+    from graft.registry.model_registry import aliases, load_registered
+
+    cfg = _load(config)
+    _use_tracking(cfg)
+    name = model_name or cfg.registry.model_name
+    files = collect_image_files(paths)
+    if not files:
+        raise GraftError("no image files found in the given paths")
+    if alias not in aliases(name):
+        raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
+    loaded = load_registered(f"models:/{name}@{alias}")
+    spec = loaded.preprocessing
+    rows = []
+    for start in range(0, len(files), 256):
+        chunk = files[start : start + 256]
+        images = []
+        for path in chunk:
+            image = match_channels(decode_image_file(path)[None], spec.channels)
+            images.append(frame_images(image, spec.frame_size, spec.content_box)[0])
+        with torch.no_grad():
+            probabilities = loaded.model(normalise(torch.stack(images), spec)).softmax(dim=1)
+        confidence, index = probabilities.max(dim=1)
+        rows += [(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(chunk, index, confidence)]
+    for path, label, probability in rows:
+        typer.echo(f"{path}\t{label}\t{probability:.4f}")
+    if output:
+        with output.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "probability"])
+            writer.writerows(rows)
+        typer.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+
+
+@app.command()
+def models(
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List registered versions with their strategy, test metrics, aliases and promotion outcome."""
+    from graft.registry.model_registry import list_versions
+    from graft.reporting.summary import format_table
+
+    cfg = _load(config)
+    _use_tracking(cfg)
+    name = model_name or cfg.registry.model_name
+    versions = list_versions(name)
+    if not versions:
+        typer.echo(f"{name}: no registered versions yet; run `graft run`")
+        return
+    rows = [
+        [
+            f"v{row.version}",
+            ",".join(row.aliases) or "-",
+            row.strategy,
+            f"{100 * row.metrics['accuracy']:.2f}%" if "accuracy" in row.metrics else "-",
+            f"{row.metrics['macro_f1']:.4f}" if "macro_f1" in row.metrics else "-",
+            row.decision or "-",
+        ]
+        for row in versions
+    ]
+    typer.echo(f"{name}:")
+    typer.echo(format_table(["version", "aliases", "strategy", "test acc", "macro-F1", "promotion"], rows))
+
+
+@app.command()
+def rollback(
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Point `champion` back at `previous_champion` (and keep the replaced one as previous_champion)."""
+    from graft.paths import state_layout
+    from graft.registry.model_registry import promotion_lock, rollback as rollback_alias
+
+    cfg = _load(config)
+    _use_tracking(cfg)
+    name = model_name or cfg.registry.model_name
+    with promotion_lock(state_layout().locks, name):
+        old, new = rollback_alias(name)
+    typer.echo(f"{name}: champion v{old} -> v{new}; v{old} is now previous_champion")
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, GraftError):
+            return error
+        nested = error.__cause__ or error.__context__
+        if nested is None:
+            break
+        error = nested
+    return error
+
+
+def main() -> None:
+    from graft.paths import configure_environment
+
+    configure_environment()
+    try:
+        app(standalone_mode=False)
+    except GraftError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        cause = _root_cause(error)
+        if isinstance(cause, GraftError):
+            typer.echo(f"error: {cause}", err=True)
+            sys.exit(cause.exit_code)
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Exit):
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

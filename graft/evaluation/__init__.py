@@ -1,0 +1,1 @@
+"""Metrics for classifiers, computed from logits and labels."""

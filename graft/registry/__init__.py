@@ -1,0 +1,1 @@
+"""MLflow: tracking set-up, logging candidate models, the registry and its aliases."""

@@ -1,0 +1,196 @@
+"""Logging candidates as MLflow models, registering versions, and moving aliases.
+
+Aliases, not stages: ``champion`` is the serving model, ``previous_champion`` the one it
+replaced, so a rollback is one alias move and no version is ever deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from graft.data.preprocessing import PreprocessingSpec, normalise
+from graft.errors import RegistryError
+from graft.models.architectures import Classifier
+from graft.models.bundle import ModelBundle
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous_champion"
+CHALLENGER = "challenger"
+
+
+@dataclass
+class LoadedModel:
+    model: Classifier
+    class_names: list[str]
+    preprocessing: PreprocessingSpec
+    version: str | None = None
+
+
+def _client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, extra_metadata: dict | None = None):
+    """Log a bundle with ``mlflow.pytorch.log_model`` into the active run; returns its ``ModelInfo``.
+
+    The signature describes the normalised float input; class names and preprocessing travel in
+    the model's metadata so a consumer can prepare images and name predictions.
+    """
+    import mlflow
+    import torchvision
+    from mlflow.models import infer_signature
+
+    model = bundle.build_model()
+    inputs = normalise(example_images[:4], bundle.preprocessing)
+    with torch.no_grad():
+        outputs = model(inputs)
+    example = inputs.numpy().astype(np.float32)
+    signature = infer_signature(example, outputs.numpy().astype(np.float32))
+    metadata = {
+        "class_names": list(bundle.class_names),
+        "preprocessing": bundle.preprocessing.model_dump(),
+        "architecture": bundle.spec.model_dump(),
+        **(extra_metadata or {}),
+    }
+    return mlflow.pytorch.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=example,
+        metadata=metadata,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"],
+    )
+
+
+def register(model_uri: str, model_name: str, tags: dict[str, str]) -> str:
+    import mlflow
+
+    version = mlflow.register_model(model_uri, model_name, tags=tags)
+    return str(version.version)
+
+
+def aliases(model_name: str) -> dict[str, str]:
+    """Alias to version for a registered model; empty when the model is not registered yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client().get_registered_model(model_name).aliases)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+
+
+def champion_version(model_name: str) -> str | None:
+    return aliases(model_name).get(CHAMPION)
+
+
+def set_tags(model_name: str, version: str, tags: dict[str, str]) -> None:
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+@contextmanager
+def promotion_lock(lock_dir: Path, model_name: str) -> Iterator[None]:
+    """Serialise promotions of one model on this host (concurrent pipelines, cron overlap)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"promote-{model_name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def move_champion(model_name: str, version: str, expected_champion: str | None) -> None:
+    """Make ``version`` the champion and keep the one it replaces as ``previous_champion``.
+
+    Call under ``promotion_lock``; the champion is re-read first so a decision taken against a
+    champion that has since moved is refused rather than applied.
+    """
+    client = _client()
+    current = champion_version(model_name)
+    if current != expected_champion:
+        raise RegistryError(
+            f"{model_name}: the champion moved from {expected_champion} to {current} during this run; run again"
+        )
+    if current is not None and current != version:
+        client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, current)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+
+
+def rollback(model_name: str) -> tuple[str, str]:
+    """Swap ``champion`` and ``previous_champion``; returns (old champion, new champion)."""
+    current = aliases(model_name)
+    if CHAMPION not in current:
+        raise RegistryError(f"{model_name}: no champion to roll back; run `graft run` first")
+    if PREVIOUS_CHAMPION not in current:
+        raise RegistryError(f"{model_name}: no previous_champion to roll back to")
+    client = _client()
+    old, new = current[CHAMPION], current[PREVIOUS_CHAMPION]
+    client.set_registered_model_alias(model_name, CHAMPION, new)
+    client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, old)
+    client.set_model_version_tag(model_name, new, "graft.rolled_back_from", old)
+    return old, new
+
+
+def load_registered(model_uri: str) -> LoadedModel:
+    """Load a registered model with its class names and preprocessing."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(model_uri)
+    metadata = info.metadata or {}
+    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    model.eval()
+    version = None
+    if "@" in model_uri or model_uri.count("/") >= 2:
+        version = str(getattr(info, "registered_model_version", None) or "") or None
+    return LoadedModel(
+        model=model,
+        class_names=list(metadata["class_names"]),
+        preprocessing=PreprocessingSpec(**metadata["preprocessing"]),
+        version=version,
+    )
+
+
+@dataclass
+class VersionSummary:
+    version: str
+    aliases: list[str]
+    strategy: str
+    metrics: dict[str, float]
+    decision: str
+    created: int
+
+
+def list_versions(model_name: str) -> list[VersionSummary]:
+    client = _client()
+    alias_map = aliases(model_name)
+    by_version: dict[str, list[str]] = {}
+    for alias, version in alias_map.items():
+        by_version.setdefault(version, []).append(alias)
+    rows = []
+    for version in client.search_model_versions(f"name='{model_name}'"):
+        tags = version.tags or {}
+        rows.append(
+            VersionSummary(
+                version=str(version.version),
+                aliases=sorted(by_version.get(str(version.version), [])),
+                strategy=tags.get("graft.strategy", ""),
+                metrics=json.loads(tags.get("graft.test_metrics", "{}")),
+                decision=tags.get("graft.promotion", ""),
+                created=int(version.creation_timestamp or 0),
+            )
+        )
+    return sorted(rows, key=lambda row: int(row.version))

@@ -1,0 +1,42 @@
+"""The table printed at the end of ``graft run``."""
+
+from __future__ import annotations
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(headers, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def candidates_table(evaluation: dict, promotion: dict) -> str:
+    rows = []
+    challenger = promotion.get("challenger")
+    for name, row in evaluation["candidates"].items():
+        if name == challenger:
+            status = "promoted -> champion" if promotion.get("promoted") else "registered, not promoted"
+        elif name == evaluation.get("baseline"):
+            status = "baseline"
+        else:
+            status = "not selected (validation)"
+        gap = row.get("negative_transfer_gap")
+        rows.append(
+            [
+                name,
+                _percent(row["val"]["accuracy"]),
+                _percent(row["test"]["accuracy"]),
+                f"{row['test']['macro_f1']:.4f}",
+                "-" if gap is None or name == evaluation.get("baseline") else f"{-100 * gap:+.2f} pts",
+                status,
+            ]
+        )
+    source_only = evaluation.get("source_only")
+    if source_only:
+        rows.append(["source_only", "-", _percent(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}", "-", "reference: no target labels"])
+    return format_table(["candidate", "val acc", "test acc", "test macro-F1", "vs scratch", "outcome"], rows)

@@ -1,0 +1,1 @@
+"""ZenML pipelines and the local stack they run on."""

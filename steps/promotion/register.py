@@ -1,0 +1,33 @@
+from typing import Annotated
+
+import mlflow
+from zenml import get_step_context, step
+
+from graft.config import config_from_dict
+from graft.data.dataset import TargetSplits
+from graft.paths import state_layout
+from graft.registry.publish import Lineage, publish
+from graft.transfer import CandidateSet
+
+
+@step(experiment_tracker=True, enable_cache=False)
+def register(
+    candidates: CandidateSet,
+    evaluation: dict,
+    target_splits: TargetSplits,
+    pretrain_metrics: dict,
+    settings: dict,
+) -> Annotated[dict, "promotion"]:
+    """Log every candidate as an MLflow model, register the best, move ``champion`` if it earned it."""
+    config = config_from_dict(settings)
+    active = mlflow.active_run()
+    lineage = Lineage(
+        source_fingerprint=pretrain_metrics["source_fingerprint"],
+        target_fingerprint=target_splits.dataset.fingerprint,
+        pipeline_run=str(get_step_context().pipeline_run.id),
+        parent_mlflow_run=active.info.run_id if active else "",
+    )
+    record = publish(candidates, evaluation, target_splits, config, lineage, state_layout().locks)
+    mlflow.set_tags({"graft.promoted": str(record["promoted"]).lower(), "graft.registered_version": record["registered_version"]})
+    mlflow.log_dict(record, "promotion.json")
+    return record
