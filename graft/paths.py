@@ -87,7 +87,16 @@ def quiet_third_party_logs() -> None:
     import logging
     import warnings
 
-    for name in ("great_expectations", "mlflow", "alembic", "urllib3", "git", "matplotlib", "PIL"):
+    for name in (
+        "great_expectations",
+        "mlflow",
+        "alembic",
+        "urllib3",
+        "git",
+        "matplotlib",
+        "PIL",
+        "zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
+from graft import errors
 from graft.config import GraftConfig
 from graft.paths import configure_environment, project_root, resolve_tracking_uri
 
@@ -43,11 +47,14 @@ def run_transfer(config: GraftConfig, run_name: str | None = None, enable_cache:
         "settings": {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment_name)},
         "enable_cache": enable_cache,
     }
-    if run_name:
-        options["run_name"] = run_name
-    run = transfer_pipeline.with_options(**options)(
-        source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json")
-    )
+    options["run_name"] = run_name or f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    quiet_expected_failures()
+    try:
+        run = transfer_pipeline.with_options(**options)(
+            source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json")
+        )
+    except Exception as failure:
+        raise user_facing_failure(options["run_name"]) or failure
     seconds = time.perf_counter() - started
     return collect_outcome(run, seconds, tracking_uri)
 
@@ -74,3 +81,41 @@ def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:
         pretrain=output("pretrain", "pretrain_metrics"),
         tracking_uri=tracking_uri,
     )
+
+
+def user_facing_failure(run_name: str) -> errors.GraftError | None:
+    """Turn a failed run back into the ``GraftError`` its step raised, whatever ran the step.
+
+    Orchestrators report a failed step as a generic error; the step's exception survives in the
+    ZenML store (``exception_info``), which every orchestrator fills in.
+    """
+    from zenml.client import Client
+
+    try:
+        run = Client().get_pipeline_run(run_name)
+    except KeyError:
+        return None
+    for step in run.steps.values():
+        info = step.exception_info
+        if info is None or not (info.source or "").startswith("graft.errors."):
+            continue
+        error_class = getattr(errors, info.source.rsplit(".", 1)[-1].split(":")[-1], errors.GraftError)
+        message = (info.message or "").strip() or f"step {step.name} failed"
+        return error_class(message)
+    return None
+
+
+class _ExpectedFailureFilter(logging.Filter):
+    """Drop ZenML's traceback for a step that failed with a ``GraftError``: the CLI prints one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], errors.GraftError):
+            return False
+        return not any(isinstance(argument, errors.GraftError) for argument in (record.args or ()) if not isinstance(record.args, dict))
+
+
+def quiet_expected_failures() -> None:
+    for name in ("zenml.orchestrators.local.local_orchestrator", "zenml.orchestrators.step_launcher", "zenml.orchestrators.step_runner"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _ExpectedFailureFilter) for existing in logger.filters):
+            logger.addFilter(_ExpectedFailureFilter())

@@ -68,6 +68,7 @@ def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, ext
         signature=signature,
         input_example=example,
         metadata=metadata,
+        serialization_format="pt2",  # torch.export: no pickle, loads under MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"],
     )
 
@@ -84,7 +85,7 @@ def aliases(model_name: str) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        return dict(_client().get_registered_model(model_name).aliases)
+        return {alias: str(version) for alias, version in _client().get_registered_model(model_name).aliases.items()}
     except MlflowException as error:
         if getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             return {}
@@ -145,14 +146,24 @@ def rollback(model_name: str) -> tuple[str, str]:
     return old, new
 
 
+def as_module(loaded) -> torch.nn.Module:
+    """MLflow 3 logs PyTorch models as ``torch.export`` programs (pt2); call them as modules."""
+    from torch.export import ExportedProgram
+
+    if isinstance(loaded, ExportedProgram):
+        return loaded.module()
+    if isinstance(loaded, torch.fx.GraphModule):
+        return loaded  # an exported graph is already in inference form and refuses .eval()
+    return loaded.eval()
+
+
 def load_registered(model_uri: str) -> LoadedModel:
     """Load a registered model with its class names and preprocessing."""
     import mlflow
 
     info = mlflow.models.get_model_info(model_uri)
     metadata = info.metadata or {}
-    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    model.eval()
+    model = as_module(mlflow.pytorch.load_model(model_uri, map_location="cpu"))
     version = None
     if "@" in model_uri or model_uri.count("/") >= 2:
         version = str(getattr(info, "registered_model_version", None) or "") or None

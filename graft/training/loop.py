@@ -87,13 +87,16 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits for uint8 ``images``, computed on the model's device, returned on the CPU."""
     device = next(model.parameters()).device
+    switch_modes = not isinstance(model, torch.fx.GraphModule)  # exported graphs refuse .eval()
     was_training = model.training
-    model.eval()
+    if switch_modes:
+        model.eval()
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start : start + batch_size].to(device, non_blocking=True)
         outputs.append(model(normalise(chunk, preprocessing)).float().cpu())
-    model.train(was_training)
+    if switch_modes:
+        model.train(was_training)
     if not outputs:
         return torch.zeros((0, 0))
     return torch.cat(outputs)

@@ -83,7 +83,11 @@ def _expectations(class_names: list[str], min_per_class: dict[str, int]) -> list
         condition = f'split=="{split}"'
         expectations.append(
             gxe.ExpectColumnDistinctValuesToContainSet(
-                column="label", value_set=list(class_names), row_condition=condition, condition_parser="pandas"
+                column="label",
+                value_set=list(class_names),
+                row_condition=condition,
+                condition_parser="pandas",
+                meta={"check": f"every class present in the {split} split"},
             )
         )
         expectations.append(
@@ -92,6 +96,7 @@ def _expectations(class_names: list[str], min_per_class: dict[str, int]) -> list
                 min_value=min_per_class.get(split, 1),
                 row_condition=condition,
                 condition_parser="pandas",
+                meta={"check": f"at least {min_per_class.get(split, 1)} images per class in the {split} split"},
             )
         )
     return expectations
@@ -103,17 +108,15 @@ def _describe_result(result) -> CheckOutcome:
     details = result.result or {}
     exception = result.exception_info or {}
     crashed = bool(exception.get("raised_exception"))
-    condition = kwargs.get("row_condition")
+    label = (config.meta or {}).get("check")
     examples = details.get("partial_unexpected_list") or []
     detail = ""
     if crashed:
         detail = str(exception.get("exception_message", "")).splitlines()[0] if exception.get("exception_message") else "crashed"
     elif "observed_value" in details and not examples:
         detail = f"observed {details['observed_value']}"
-    if condition:
-        detail = f"{detail} [{condition}]".strip()
     return CheckOutcome(
-        check=config.type,
+        check=f"{config.type} ({label})" if label else config.type,
         column=kwargs.get("column"),
         success=bool(result.success),
         crashed=crashed,
@@ -129,6 +132,8 @@ def run_gate(table: pd.DataFrame, class_names: list[str], min_per_class: dict[st
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
 
+    for name in [logger for logger in logging.root.manager.loggerDict if logger.startswith("great_expectations")]:
+        logging.getLogger(name).setLevel(logging.ERROR)  # GE pins some module loggers to INFO at import
     if table.empty:
         empty = CheckOutcome("expect_table_row_count_to_be_between", None, False, False, 0, [], "no images")
         return GateReport(success=False, rows=0, checks=[empty])

@@ -1,0 +1,248 @@
+"""graft.config: defaults, strict keys, readable one-line errors, deep overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from graft.config import GraftConfig, _deep_merge, config_from_dict, config_sections, load_config, PRETRAIN_SECTIONS
+from graft.errors import ConfigError, GraftError
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "transfer.yaml"
+
+
+def write_yaml(tmp_path: Path, content: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(content)
+    return path
+
+
+def config_error(path: Path | None = None, overrides: dict | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides)
+    message = str(caught.value)
+    assert "\n" not in message, f"ConfigError should be one line: {message!r}"
+    return message
+
+
+def test_defaults_validate():
+    config = load_config()
+    assert isinstance(config, GraftConfig)
+    assert config.model.architecture == "lenet_bn"
+    assert config.promotion.baseline in config.finetune.strategies
+    assert set(config.finetune.strategies) == {"scratch", "parameter", "feature", "adaptive"}
+    # The fine-tuning augmentation default renders no low-resolution images.
+    assert config.finetune.augmentation.low_resolution_probability == 0.0
+    assert config.pretrain.augmentation.low_resolution_probability > 0
+
+
+def test_shipped_config_file_validates():
+    if not REPO_CONFIG.is_file():
+        pytest.skip("configs/transfer.yaml not present")
+    config = load_config(REPO_CONFIG)
+    assert config.finetune.strategies["adaptive"]["l2sp_alpha"] == pytest.approx(0.01)
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(write_yaml(tmp_path, "")) == load_config()
+
+
+def test_config_is_frozen():
+    config = load_config()
+    with pytest.raises(ValidationError):
+        config.seed = 3
+
+
+def test_config_error_is_a_graft_error():
+    assert issubclass(ConfigError, GraftError)
+    assert ConfigError.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "content, dotted",
+    [
+        ("finetune: {lerning_rate: 1}\n", "finetune.lerning_rate"),
+        ("sed: 3\n", "sed"),
+        ("data: {labels_per_klass: 3}\n", "data.labels_per_klass"),
+        ("pretrain: {augmentation: {rotaton_degrees: 3}}\n", "pretrain.augmentation.rotaton_degrees"),
+    ],
+)
+def test_unknown_key_names_dotted_path_and_file(tmp_path, content, dotted):
+    path = write_yaml(tmp_path, content)
+    message = config_error(path)
+    assert str(path) in message
+    assert f"{dotted}:" in message
+    assert "unknown key" in message
+
+
+def test_unknown_strategy_param_is_a_config_error_naming_the_key_and_file(tmp_path):
+    path = write_yaml(tmp_path, "finetune:\n  strategies:\n    scratch: {}\n    adaptive: {l2sp_alfa: 0.1}\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "l2sp_alfa" in message
+    assert message.startswith(f"{path}: finetune.strategies")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the strategy name is lost from the error location "
+    "(reports finetune.strategies.l2sp_alfa instead of finetune.strategies.adaptive.l2sp_alfa)",
+)
+def test_unknown_strategy_param_names_full_dotted_path(tmp_path):
+    path = write_yaml(tmp_path, "finetune:\n  strategies:\n    scratch: {}\n    adaptive: {l2sp_alfa: 0.1}\n")
+    assert "finetune.strategies.adaptive.l2sp_alfa" in config_error(path)
+
+
+def test_bad_strategy_param_value_is_a_config_error():
+    message = config_error(overrides={"finetune": {"strategies": {"scratch": {}, "feature": {"epochs": 0}}}})
+    assert "finetune.strategies" in message
+    assert "epochs" in message
+
+
+def test_bad_yaml(tmp_path):
+    path = write_yaml(tmp_path, "data:\n  source: [builtin:mnist\n  target: x\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "not valid YAML" in message
+    assert "line" in message
+
+
+@pytest.mark.parametrize("content", ["- seed\n- data\n", "just a string\n", "42\n"])
+def test_non_mapping_file(tmp_path, content):
+    path = write_yaml(tmp_path, content)
+    message = config_error(path)
+    assert str(path) in message
+    assert "mapping" in message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    message = config_error(path)
+    assert str(path) in message
+    assert "not found" in message
+
+
+def test_unknown_strategy_name(tmp_path):
+    path = write_yaml(tmp_path, "finetune:\n  strategies: {scratch: {}, telepathy: {}}\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "finetune.strategies" in message
+    assert "telepathy" in message
+    assert "adaptive" in message  # lists the known ones
+
+
+def test_empty_strategies_rejected():
+    assert "finetune.strategies" in config_error(overrides={"finetune": {"strategies": {}}})
+
+
+def test_single_strategy_rejected():
+    message = config_error(overrides={"finetune": {"strategies": {"scratch": {}}}})
+    assert "at least one transfer strategy" in message
+
+
+def test_unknown_architecture(tmp_path):
+    path = write_yaml(tmp_path, "model: {architecture: vgg99}\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "model.architecture" in message
+    assert "vgg99" in message
+    assert "lenet_bn" in message
+
+
+def test_baseline_not_among_strategies():
+    message = config_error(
+        overrides={
+            "finetune": {"strategies": {"parameter": {}, "feature": {}}},
+            "promotion": {"baseline": "scratch"},
+        }
+    )
+    assert "promotion.baseline" in message
+    assert "'scratch'" in message
+
+
+def test_baseline_may_be_any_configured_strategy():
+    config = load_config(
+        overrides={"finetune": {"strategies": {"parameter": {}, "feature": {}}}, "promotion": {"baseline": "parameter"}}
+    )
+    assert config.promotion.baseline == "parameter"
+
+
+@pytest.mark.parametrize(
+    "overrides, where",
+    [
+        ({"data": {"content_box": 40, "frame_size": 28}}, "content_box"),
+        ({"data": {"val_fraction": 0.5, "test_fraction": 0.45}}, "val_fraction + test_fraction"),
+        ({"data": {"labels_per_class": 0}}, "data.labels_per_class"),
+        ({"data": {"channels": 2}}, "data.channels"),
+        ({"device": "tpu"}, "device"),
+        ({"promotion": {"metric": "auc"}}, "promotion.metric"),
+        ({"registry": {"model_name": "has space"}}, "registry.model_name"),
+        ({"tracking": {"tracking_uri": "./mlruns"}}, "tracking.tracking_uri"),
+        ({"seed": "abc"}, "seed"),
+    ],
+)
+def test_invalid_values(overrides, where):
+    assert where in config_error(overrides=overrides)
+
+
+def test_several_problems_are_counted():
+    message = config_error(overrides={"sed": 1, "data": {"frame_sise": 3}})
+    assert "more problem" in message
+
+
+def test_overrides_merge_deeply(tmp_path):
+    path = write_yaml(
+        tmp_path,
+        yaml.safe_dump(
+            {
+                "seed": 5,
+                "data": {"labels_per_class": 5, "val_fraction": 0.2},
+                "finetune": {"batch_size": 8, "augmentation": {"rotation_degrees": 3.0, "low_resolution_probability": 0.0}},
+            }
+        ),
+    )
+    config = load_config(
+        path, {"data": {"labels_per_class": 7}, "finetune": {"augmentation": {"shear_degrees": 1.0}}}
+    )
+    assert config.seed == 5
+    assert config.data.labels_per_class == 7  # overridden
+    assert config.data.val_fraction == pytest.approx(0.2)  # kept from the file
+    assert config.finetune.batch_size == 8
+    assert config.finetune.augmentation.rotation_degrees == pytest.approx(3.0)
+    assert config.finetune.augmentation.shear_degrees == pytest.approx(1.0)
+
+
+def test_override_can_replace_a_value_with_null(tmp_path):
+    path = write_yaml(tmp_path, "data: {labels_per_class: 5}\n")
+    assert load_config(path, {"data": {"labels_per_class": None}}).data.labels_per_class is None
+
+
+def test_deep_merge_does_not_mutate_inputs():
+    base = {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
+    overrides = {"a": {"c": {"d": 4, "f": 5}}, "g": 6}
+    merged = _deep_merge(base, overrides)
+    assert merged == {"a": {"b": 1, "c": {"d": 4, "f": 5}}, "e": 3, "g": 6}
+    assert base == {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
+    assert overrides == {"a": {"c": {"d": 4, "f": 5}}, "g": 6}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: overriding one key of finetune.augmentation resets low_resolution_probability "
+    "to AugmentationConfig's class default (0.5) instead of the fine-tuning default (0.0)",
+)
+def test_partial_finetune_augmentation_keeps_finetune_defaults():
+    config = load_config(overrides={"finetune": {"augmentation": {"rotation_degrees": 5}}})
+    assert config.finetune.augmentation.low_resolution_probability == 0.0
+
+
+def test_config_round_trips_through_plain_dict():
+    config = load_config(overrides={"seed": 9, "finetune": {"strategies": {"scratch": {"epochs": 2}, "feature": {}}}})
+    values = config.model_dump(mode="json")
+    assert config_from_dict(values) == config
+    sections = config_sections(values, PRETRAIN_SECTIONS)
+    assert set(sections) == set(PRETRAIN_SECTIONS)
+    assert "finetune" not in sections
