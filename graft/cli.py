@@ -34,10 +34,10 @@ def _default_config_path() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _load(config: Path | None, overrides: dict | None = None):
+def _load(config: Path | None, overrides: dict | None = None, strategies: list[str] | None = None):
     from graft.config import load_config
 
-    return load_config(config or _default_config_path(), overrides)
+    return load_config(config or _default_config_path(), overrides, strategies)
 
 
 def _use_tracking(config) -> str:
@@ -76,11 +76,8 @@ def run(
         overrides["device"] = device
     if model_name is not None:
         overrides["registry"] = {"model_name": model_name}
-    base = _load(config)
-    if strategies is not None:
-        chosen = [name.strip() for name in strategies.split(",") if name.strip()]
-        overrides["finetune"] = {"strategies": {name: base.finetune.strategies.get(name, {}) for name in chosen}}
-    cfg = _load(config, overrides)
+    chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
+    cfg = _load(config, overrides, chosen)
 
     from graft.data.sources import check_spec
     from graft.training.devices import resolve_device

@@ -199,11 +199,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return content
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> GraftConfig:
-    """Read ``path`` (or the defaults), apply command-line overrides, validate once."""
+def load_config(
+    path: Path | None = None, overrides: dict[str, Any] | None = None, strategies: list[str] | None = None
+) -> GraftConfig:
+    """Read ``path`` (or the defaults), apply command-line overrides, validate once.
+
+    ``strategies`` selects and orders the strategies to run, keeping each one's configured
+    parameters (defaults for a strategy the file does not mention).
+    """
     raw = read_yaml(path) if path else {}
     origin = str(path) if path else "defaults"
     merged = _deep_merge(raw, overrides or {})
+    if strategies is not None:
+        finetune = dict(merged.get("finetune") or {})
+        configured = finetune.get("strategies") or {}
+        finetune["strategies"] = {name: (configured.get(name) or {}) for name in strategies}
+        merged["finetune"] = finetune
     try:
         return GraftConfig.model_validate(merged)
     except ValidationError as error:

@@ -66,4 +66,5 @@ def source_bundle() -> ModelBundle:
             if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
+                module.num_batches_tracked.fill_(500)
     return ModelBundle.from_model(model, spec, list(CLASS_NAMES), PREPROCESSING)

@@ -246,3 +246,77 @@ def test_config_round_trips_through_plain_dict():
     sections = config_sections(values, PRETRAIN_SECTIONS)
     assert set(sections) == set(PRETRAIN_SECTIONS)
     assert "finetune" not in sections
+
+
+def test_strategies_argument_selects_and_orders_keeping_file_params(tmp_path):
+    path = write_yaml(
+        tmp_path,
+        "finetune:\n  strategies:\n    scratch: {epochs: 7}\n    parameter: {}\n    feature: {learning_rate: 0.5}\n",
+    )
+    config = load_config(path, strategies=["feature", "scratch", "adaptive"])
+    assert list(config.finetune.strategies) == ["feature", "scratch", "adaptive"]
+    assert config.finetune.strategies["feature"] == {"learning_rate": 0.5}
+    assert config.finetune.strategies["scratch"] == {"epochs": 7}
+    assert config.finetune.strategies["adaptive"] == {}  # not in the file: defaults
+
+
+def test_strategies_argument_wins_over_overrides_and_keeps_other_finetune_keys(tmp_path):
+    path = write_yaml(tmp_path, "finetune: {batch_size: 4, strategies: {scratch: {epochs: 3}, feature: {}}}\n")
+    config = load_config(path, {"finetune": {"patience": 2}}, strategies=["scratch", "parameter"])
+    assert list(config.finetune.strategies) == ["scratch", "parameter"]
+    assert config.finetune.batch_size == 4
+    assert config.finetune.patience == 2
+
+
+def test_strategies_argument_errors():
+    with pytest.raises(ConfigError, match="telepathy"):
+        load_config(strategies=["scratch", "telepathy"])
+    with pytest.raises(ConfigError, match="promotion.baseline"):
+        load_config(strategies=["feature", "parameter"])  # the baseline, scratch, is left out
+    with pytest.raises(ConfigError, match="finetune.strategies"):
+        load_config(strategies=[])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="BUG: read_yaml calls path.read_text() outside its try, so a non-UTF-8 file escapes as UnicodeDecodeError",
+)
+def test_undecodable_file_is_a_config_error(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00seed: 1\n")
+    assert str(path) in config_error(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a yaml ReaderError has no problem_mark/problem, so the message reads 'path:: not valid YAML (...)' "
+    "and spans two lines",
+)
+def test_yaml_reader_error_is_one_clean_line(tmp_path):
+    path = write_yaml(tmp_path, "seed: 1\x07\n")
+    message = config_error(path)
+    assert "::" not in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (minor): a strategy listed with no parameters (`scratch:` in YAML, i.e. null) is rejected with "
+    "'Input should be a valid dictionary', although _known_strategies means to accept None (params or {})",
+)
+def test_strategy_without_params_in_yaml(tmp_path):
+    path = write_yaml(tmp_path, "finetune:\n  strategies:\n    scratch:\n    feature:\n")
+    assert load_config(path).finetune.strategies == {"scratch": {}, "feature": {}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (validation gap): AugmentationConfig does not check its ranges; reversed low_resolution_sizes "
+    "crash training with a RuntimeError from torch.randint, a non-positive scale_range flips or blows up images",
+)
+@pytest.mark.parametrize(
+    "augmentation",
+    [{"low_resolution_sizes": [14, 7]}, {"low_resolution_sizes": [0, 0]}, {"scale_range": [0.0, 1.0]}, {"scale_range": [1.2, 0.8]}],
+)
+def test_augmentation_ranges_are_validated(augmentation):
+    assert "pretrain.augmentation" in config_error(overrides={"pretrain": {"augmentation": augmentation}})

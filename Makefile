@@ -1,0 +1,47 @@
+# graft: `make run` sets up .venv and runs the transfer pipeline on the built-in data;
+# `make test` sets up .venv and runs every test. Both are idempotent.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.graft-installed
+
+.PHONY: setup run test test-unit bench mlflow-ui dashboard clean-state help
+
+help:
+	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
+	@echo "make test        set up .venv, then run all tests"
+	@echo "make bench       time the demo run (bench/demo_runtime.py)"
+	@echo "make mlflow-ui   open the MLflow UI on .graft/mlflow.db (http://127.0.0.1:5000)"
+	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml"
+	@echo "make clean-state delete .graft/ (runs, registry, caches)"
+
+# One pip call resolves everything against the lock file (a second call would re-resolve and can
+# upgrade opentelemetry-api under mlflow).
+$(INSTALLED): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock -e ".[dev]"
+	@touch $@
+
+setup: $(INSTALLED)
+
+run: setup
+	$(BIN)/graft run
+
+test: setup
+	GRAFT_PROGRESS=0 $(BIN)/python -m pytest
+
+test-unit: setup
+	GRAFT_PROGRESS=0 $(BIN)/python -m pytest tests/unit
+
+bench: setup
+	$(BIN)/python bench/demo_runtime.py
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.graft/mlflow.db --host 127.0.0.1 --port 5000
+
+dashboard: setup
+	ZENML_CONFIG_PATH=$(CURDIR)/.graft/zenml ZENML_ANALYTICS_OPT_IN=false $(BIN)/zenml login --local
+
+clean-state:
+	rm -rf .graft

@@ -1,0 +1,127 @@
+"""The real pipeline: ZenML local orchestrator, MLflow on SQLite, Great Expectations, on built-in data."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+
+from graft.config import load_config
+from graft.data.sources import load_dataset
+from graft.data.splits import split_target
+from graft.paths import configure_environment, resolve_tracking_uri
+from graft.registry.model_registry import aliases, as_module
+from tests.e2e.helpers import graft, write_config
+
+pytestmark = pytest.mark.e2e
+MODEL = "e2e-digits"
+CANDIDATES = {"scratch", "parameter", "feature", "adaptive"}
+
+
+@pytest.fixture(scope="module")
+def tracking():
+    layout = configure_environment()
+    mlflow.set_tracking_uri(resolve_tracking_uri(layout))
+    return mlflow.MlflowClient()
+
+
+@pytest.fixture(scope="module")
+def quick_config(tmp_path_factory):
+    return write_config(tmp_path_factory.mktemp("cfg") / "quick.yaml", MODEL)
+
+
+@pytest.fixture(scope="module")
+def first_run(quick_config):
+    result = graft("run", "--config", str(quick_config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_six_steps_ran_in_order(first_run):
+    from zenml.client import Client
+
+    from pipelines.transfer_pipeline import STEP_ORDER
+
+    run = Client().get_pipeline("transfer_pipeline").last_run
+    assert str(run.status.value) == "completed"
+    ordered = sorted(run.steps, key=lambda name: run.steps[name].start_time)
+    assert tuple(ordered) == STEP_ORDER
+    assert all(str(step.status.value) in {"completed", "cached"} for step in run.steps.values())
+
+
+def test_every_candidate_logged_with_metrics(first_run, tracking):
+    experiment = tracking.get_experiment_by_name("graft")
+    runs = tracking.search_runs([experiment.experiment_id], filter_string="tags.`graft.strategy` != ''")
+    latest: dict[str, mlflow.entities.Run] = {}
+    for run in runs:
+        latest.setdefault(run.data.tags["graft.strategy"], run)
+    assert set(latest) >= CANDIDATES
+    for name in CANDIDATES:
+        metrics = latest[name].data.metrics
+        for key in ("best_val_accuracy", "test_accuracy", "test_macro_f1", "test_nll", "val_accuracy"):
+            assert key in metrics, f"{name} lacks {key}"
+        assert latest[name].data.tags.get("mlflow.parentRunId"), f"{name} is not nested under the pipeline run"
+
+
+def test_champion_loads_and_predicts_held_out_images(first_run, quick_config):
+    assert "PROMOTED" in first_run.stdout
+    champion = aliases(MODEL).get("champion")
+    assert champion is not None
+    model = as_module(mlflow.pytorch.load_model(f"models:/{MODEL}@champion"))
+    info = mlflow.models.get_model_info(f"models:/{MODEL}@champion")
+    config = load_config(quick_config)
+    data = config.data
+    dataset = load_dataset(data.target, "target", data.frame_size, data.content_box, data.channels)
+    splits = split_target(dataset, data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, config.seed)
+    images, labels = splits.images("test"), splits.labels("test")
+    spec = info.metadata["preprocessing"]
+    inputs = (images.float() / 255.0 - spec["mean"]) / spec["std"]
+    with torch.no_grad():
+        predictions = model(inputs).argmax(dim=1)
+    accuracy = float((predictions == labels).float().mean())
+    assert accuracy > 0.9, accuracy
+    assert info.metadata["class_names"] == dataset.class_names
+
+
+def test_predict_command_labels_image_files(first_run, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    chosen = [index for index in range(1700, 1797)][:20]
+    for index in chosen:
+        pixels = (digits.images[index] * 255 / 16).round().astype("uint8")
+        Image.fromarray(pixels, mode="L").save(tmp_path / f"{index}_{digits.target[index]}.png")
+    csv_path = tmp_path / "out.csv"
+    result = graft("predict", str(tmp_path), "--model-name", MODEL, "--output", str(csv_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert len(lines) == len(chosen)
+    correct = sum(path.rsplit("/", 1)[-1].split("_")[1].startswith(label) for path, label, _ in lines)
+    assert correct >= 0.8 * len(chosen)
+    assert csv_path.read_text().startswith("path,label,probability")
+
+
+def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
+    before = aliases(MODEL)["champion"]
+    worse = write_config(
+        tmp_path / "worse.yaml",
+        MODEL,
+        data={"labels_per_class": 1},
+        finetune={"epoch_scale": 0.05, "strategies": {"scratch": {}, "feature": {"epochs": 20}}},
+    )
+    result = graft("run", "--config", str(worse))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not promoted" in result.stdout
+    assert aliases(MODEL)["champion"] == before
+    newest = max(tracking.search_model_versions(f"name='{MODEL}'"), key=lambda version: int(version.version))
+    assert newest.tags["graft.promotion"] == "rejected"
+    assert newest.tags["graft.promotion_reason"]
+
+
+def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config):
+    before = aliases(MODEL)["champion"]
+    result = graft("run", "--config", str(quick_config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "champion kept" in result.stdout
+    assert aliases(MODEL)["champion"] == before

@@ -1,0 +1,83 @@
+"""The MLflow registry side on a real SQLite store: logging, aliases, promotion guard, rollback."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+
+from graft.data.preprocessing import PreprocessingSpec
+from graft.errors import RegistryError
+from graft.models.architectures import ArchitectureSpec, build_classifier
+from graft.models.bundle import ModelBundle
+from graft.paths import configure_environment, resolve_tracking_uri, state_layout
+from graft.registry import model_registry
+from graft.registry.tracking import ensure_experiment
+from tests.e2e.helpers import graft
+
+MODEL = "it-registry"
+
+
+@pytest.fixture(scope="module")
+def versions():
+    layout = configure_environment()
+    uri = resolve_tracking_uri(layout)
+    ensure_experiment(uri, "graft-registry-tests", layout.mlflow_artifacts)
+    mlflow.set_experiment("graft-registry-tests")
+    spec = ArchitectureSpec(architecture="lenet_bn", num_classes=3, width=4)
+    created = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        bundle = ModelBundle.from_model(build_classifier(spec).eval(), spec, ["a", "b", "c"], PreprocessingSpec(mean=0.1, std=0.3))
+        with mlflow.start_run():
+            info = model_registry.log_bundle(bundle, "model", torch.zeros(4, 1, 28, 28, dtype=torch.uint8))
+        created.append((model_registry.register(info.model_uri, MODEL, {"graft.strategy": f"s{seed}"}), bundle))
+    return created
+
+
+def test_logged_model_round_trips_with_metadata(versions):
+    version, bundle = versions[0]
+    loaded = model_registry.load_registered(f"models:/{MODEL}/{version}")
+    assert loaded.class_names == ["a", "b", "c"]
+    assert loaded.preprocessing.mean == pytest.approx(0.1)
+    inputs = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = bundle.build_model()(inputs)
+        actual = loaded.model(inputs)
+    assert torch.allclose(expected, actual, atol=1e-5)
+
+
+def test_pickle_free_format_loads_with_pickle_disallowed(versions, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    version, _ = versions[0]
+    loaded = model_registry.load_registered(f"models:/{MODEL}/{version}")
+    assert loaded.model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_promotion_keeps_previous_and_rollback_swaps(versions):
+    (v1, _), (v2, _), _ = versions
+    with model_registry.promotion_lock(state_layout().locks, MODEL):
+        model_registry.move_champion(MODEL, v1, expected_champion=None)
+        model_registry.move_champion(MODEL, v2, expected_champion=v1)
+    assert model_registry.aliases(MODEL) == {"champion": v2, "previous_champion": v1}
+    result = graft("rollback", "--model-name", MODEL)
+    assert result.returncode == 0, result.stderr
+    assert model_registry.aliases(MODEL) == {"champion": v1, "previous_champion": v2}
+    listing = graft("models", "--model-name", MODEL)
+    assert listing.returncode == 0
+    assert f"v{v1}" in listing.stdout and "champion" in listing.stdout
+
+
+def test_champion_moved_concurrently_is_refused(versions):
+    _, _, (v3, _) = versions
+    current = model_registry.champion_version(MODEL)
+    with pytest.raises(RegistryError, match="moved"):
+        model_registry.move_champion(MODEL, v3, expected_champion="999")
+    assert model_registry.champion_version(MODEL) == current
+
+
+def test_unreachable_tracking_server_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    with pytest.raises(RegistryError, match="not reachable|MLflow at"):
+        ensure_experiment("http://127.0.0.1:9", "x", tmp_path)

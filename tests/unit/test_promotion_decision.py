@@ -1,0 +1,74 @@
+"""graft.promotion.decide_promotion: beat the baseline, then beat the champion by the margin."""
+
+from __future__ import annotations
+
+import pytest
+
+promotion = pytest.importorskip("graft.promotion")
+decide_promotion = promotion.decide_promotion
+
+
+def decide(challenger, baseline, champion, min_improvement=0.0):
+    return decide_promotion(
+        metric="accuracy",
+        challenger=challenger,
+        baseline=baseline,
+        champion=champion,
+        min_improvement=min_improvement,
+        challenger_name="adaptive",
+        baseline_name="scratch",
+    )
+
+
+@pytest.mark.parametrize(
+    "challenger, baseline, champion, margin, promote",
+    [
+        (0.90, 0.80, None, 0.0, True),  # first champion
+        (0.80, 0.80, None, 0.0, False),  # a tie with the baseline is not a win
+        (0.70, 0.80, None, 0.0, False),  # negative transfer
+        (0.70, 0.80, 0.50, 0.0, False),  # beats the champion but not the baseline
+        (0.90, 0.80, 0.85, 0.0, True),
+        (0.85, 0.80, 0.85, 0.0, False),  # a tie keeps the champion
+        (0.90, 0.80, 0.88, 0.05, False),  # not by more than the margin
+        (0.95, 0.80, 0.88, 0.05, True),
+        (0.90, 0.80, 0.95, 0.0, False),
+    ],
+)
+def test_decision_table(challenger, baseline, champion, margin, promote):
+    decision = decide(challenger, baseline, champion, margin)
+    assert decision.promote is promote
+    assert decision.metric == "accuracy"
+    assert (decision.challenger, decision.baseline, decision.champion) == (challenger, baseline, champion)
+    assert decision.reason and "\n" not in decision.reason
+
+
+def test_reasons_name_the_rule():
+    assert "scratch" in decide(0.7, 0.8, None).reason
+    assert "did not help" in decide(0.7, 0.8, None).reason
+    assert "first champion" in decide(0.9, 0.8, None).reason
+    assert "champion kept" in decide(0.85, 0.8, 0.85).reason
+    assert "adaptive" in decide(0.9, 0.8, 0.85).reason
+
+
+def test_baseline_rule_comes_first():
+    decision = decide(0.6, 0.7, None)
+    assert not decision.promote
+    assert "baseline" in decision.reason
+
+
+def test_as_dict():
+    decision = decide(0.9, 0.8, 0.85)
+    assert decision.as_dict() == {
+        "promote": True,
+        "reason": decision.reason,
+        "metric": "accuracy",
+        "challenger": 0.9,
+        "baseline": 0.8,
+        "champion": 0.85,
+    }
+
+
+def test_decision_is_frozen():
+    decision = decide(0.9, 0.8, None)
+    with pytest.raises(AttributeError):
+        decision.promote = False  # type: ignore[misc]
