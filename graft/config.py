@@ -61,10 +61,26 @@ class AugmentationConfig(StrictModel):
     translate_fraction: float = Field(0.08, ge=0, le=0.5)
     shear_degrees: float = Field(8.0, ge=0, le=45)
     low_resolution_probability: float = Field(
-        0.5, ge=0, le=1, description="Chance that an image is rendered at low resolution and scaled back."
+        0.0, ge=0, le=1, description="Chance that an image is rendered at low resolution and scaled back."
     )
     low_resolution_sizes: tuple[int, int] = (7, 14)
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "AugmentationConfig":
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ValueError("scale_range must be [low, high] with 0 < low <= high")
+        small, large = self.low_resolution_sizes
+        if not 2 <= small <= large:
+            raise ValueError("low_resolution_sizes must be [smallest, largest] with 2 <= smallest <= largest")
+        return self
+
+
+class PretrainAugmentationConfig(AugmentationConfig):
+    """Source pretraining renders half its images at low resolution, like the 8x8 target scans."""
+
+    low_resolution_probability: float = Field(0.5, ge=0, le=1)
 
 
 class PretrainConfig(StrictModel):
@@ -74,27 +90,33 @@ class PretrainConfig(StrictModel):
     weight_decay: float = Field(5e-4, ge=0)
     holdout_fraction: float = Field(0.1, gt=0, lt=0.5)
     max_images: int | None = Field(None, ge=10, description="Cap on source images, for quick runs.")
-    augmentation: AugmentationConfig = AugmentationConfig()
+    augmentation: PretrainAugmentationConfig = PretrainAugmentationConfig()
 
 
 class FinetuneConfig(StrictModel):
-    strategies: dict[str, dict[str, Any]] = Field(
+    strategies: dict[str, dict[str, Any] | None] = Field(
         default_factory=lambda: {"scratch": {}, "parameter": {}, "feature": {}, "adaptive": {}}
     )
     batch_size: int = Field(32, ge=1)
     patience: int = Field(25, ge=1, description="Epochs without a better validation score before stopping.")
     epoch_scale: float = Field(1.0, gt=0, description="Multiplies every strategy's epochs; <1 for quick runs.")
-    augmentation: AugmentationConfig = AugmentationConfig(low_resolution_probability=0.0)
+    augmentation: AugmentationConfig = AugmentationConfig()
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _known_strategies(cls, value: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
         from graft.strategies import strategy_class
 
         if not value:
             raise ValueError("at least one strategy is needed")
         for name, params in value.items():
-            strategy_class(name).Params.model_validate(params or {})
+            try:
+                strategy_class(name).Params.model_validate(params or {})
+            except ValidationError as error:
+                first = error.errors()[0]
+                key = ".".join(str(part) for part in first["loc"])
+                message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+                raise ValueError(f"{NESTED_LOCATION}{name}.{key}{NESTED_LOCATION}{message}") from None
         return {name: dict(params or {}) for name, params in value.items()}
 
 
@@ -157,6 +179,7 @@ class GraftConfig(StrictModel):
         return self
 
 
+NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside a validator's error
 PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain")
 
 
@@ -169,7 +192,10 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    if message.startswith(NESTED_LOCATION):
+        nested, message = message[1:].split(NESTED_LOCATION, 1)
+        location = f"{location}.{nested}"
+    elif first["type"] == "extra_forbidden":
         message = "unknown key; check its spelling against configs/transfer.yaml"
     more = f" (and {len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
     return f"{origin}: {location}: {message}{more}"
@@ -189,11 +215,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 YAML") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        where = f" line {mark.line + 1}:" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        problem = " ".join(str(problem).split())
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
     return content

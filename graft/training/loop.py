@@ -200,7 +200,7 @@ def fit(
                 train_accuracy=correct / max(seen, 1),
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
-                learning_rate=optimizer.param_groups[-1]["lr"],
+                learning_rate=optimizer.param_groups[0]["lr"],  # strategies list the head's group first
             )
             result.history.append(record)
             bar.set_postfix_str(

@@ -86,11 +86,6 @@ def test_unknown_strategy_param_is_a_config_error_naming_the_key_and_file(tmp_pa
     assert message.startswith(f"{path}: finetune.strategies")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the strategy name is lost from the error location "
-    "(reports finetune.strategies.l2sp_alfa instead of finetune.strategies.adaptive.l2sp_alfa)",
-)
 def test_unknown_strategy_param_names_full_dotted_path(tmp_path):
     path = write_yaml(tmp_path, "finetune:\n  strategies:\n    scratch: {}\n    adaptive: {l2sp_alfa: 0.1}\n")
     assert "finetune.strategies.adaptive.l2sp_alfa" in config_error(path)
@@ -229,11 +224,6 @@ def test_deep_merge_does_not_mutate_inputs():
     assert overrides == {"a": {"c": {"d": 4, "f": 5}}, "g": 6}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: overriding one key of finetune.augmentation resets low_resolution_probability "
-    "to AugmentationConfig's class default (0.5) instead of the fine-tuning default (0.0)",
-)
 def test_partial_finetune_augmentation_keeps_finetune_defaults():
     config = load_config(overrides={"finetune": {"augmentation": {"rotation_degrees": 5}}})
     assert config.finetune.augmentation.low_resolution_probability == 0.0
@@ -277,43 +267,23 @@ def test_strategies_argument_errors():
         load_config(strategies=[])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="BUG: read_yaml calls path.read_text() outside its try, so a non-UTF-8 file escapes as UnicodeDecodeError",
-)
 def test_undecodable_file_is_a_config_error(tmp_path):
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00seed: 1\n")
     assert str(path) in config_error(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a yaml ReaderError has no problem_mark/problem, so the message reads 'path:: not valid YAML (...)' "
-    "and spans two lines",
-)
 def test_yaml_reader_error_is_one_clean_line(tmp_path):
     path = write_yaml(tmp_path, "seed: 1\x07\n")
     message = config_error(path)
     assert "::" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): a strategy listed with no parameters (`scratch:` in YAML, i.e. null) is rejected with "
-    "'Input should be a valid dictionary', although _known_strategies means to accept None (params or {})",
-)
 def test_strategy_without_params_in_yaml(tmp_path):
     path = write_yaml(tmp_path, "finetune:\n  strategies:\n    scratch:\n    feature:\n")
     assert load_config(path).finetune.strategies == {"scratch": {}, "feature": {}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (validation gap): AugmentationConfig does not check its ranges; reversed low_resolution_sizes "
-    "crash training with a RuntimeError from torch.randint, a non-positive scale_range flips or blows up images",
-)
 @pytest.mark.parametrize(
     "augmentation",
     [{"low_resolution_sizes": [14, 7]}, {"low_resolution_sizes": [0, 0]}, {"scale_range": [0.0, 1.0]}, {"scale_range": [1.2, 0.8]}],
