@@ -40,15 +40,15 @@ def _load(config: Path | None, overrides: dict | None = None, strategies: list[s
     return load_config(config or _default_config_path(), overrides, strategies)
 
 
-def _use_tracking(config) -> str:
+def _registry_model_name(config: Path | None, model_name: str | None) -> str:
+    """Point MLflow at the configured tracking store; the model name from the flag or the config."""
     import mlflow
 
     from graft.paths import configure_environment, resolve_tracking_uri
 
-    layout = configure_environment()
-    uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
-    mlflow.set_tracking_uri(uri)
-    return uri
+    cfg = _load(config)
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(configure_environment()))
+    return model_name or cfg.registry.model_name
 
 
 @app.command()
@@ -117,33 +117,17 @@ def predict(
     config: ConfigOption = None,
 ) -> None:
     """Label images with the registered champion: one line per file, label and probability."""
-    import torch
-
-    from graft.data.decoding import collect_image_files, decode_image_file
-    from graft.data.preprocessing import frame_images, match_channels, normalise
+    from graft.data.decoding import collect_image_files
+    from graft.prediction import predict_files
     from graft.registry.model_registry import aliases, load_registered
 
-    cfg = _load(config)
-    _use_tracking(cfg)
-    name = model_name or cfg.registry.model_name
+    name = _registry_model_name(config, model_name)
     files = collect_image_files(paths)
     if not files:
         raise GraftError("no image files found in the given paths")
     if alias not in aliases(name):
         raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
-    loaded = load_registered(f"models:/{name}@{alias}")
-    spec = loaded.preprocessing
-    rows = []
-    for start in range(0, len(files), 256):
-        chunk = files[start : start + 256]
-        images = []
-        for path in chunk:
-            image = match_channels(decode_image_file(path)[None], spec.channels)
-            images.append(frame_images(image, spec.frame_size, spec.content_box)[0])
-        with torch.no_grad():
-            probabilities = loaded.model(normalise(torch.stack(images), spec)).softmax(dim=1)
-        confidence, index = probabilities.max(dim=1)
-        rows += [(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(chunk, index, confidence)]
+    rows = predict_files(load_registered(f"models:/{name}@{alias}"), files)
     for path, label, probability in rows:
         typer.echo(f"{path}\t{label}\t{probability:.4f}")
     if output:
@@ -163,9 +147,7 @@ def models(
     from graft.registry.model_registry import list_versions
     from graft.reporting.summary import format_table
 
-    cfg = _load(config)
-    _use_tracking(cfg)
-    name = model_name or cfg.registry.model_name
+    name = _registry_model_name(config, model_name)
     versions = list_versions(name)
     if not versions:
         typer.echo(f"{name}: no registered versions yet; run `graft run`")
@@ -194,9 +176,7 @@ def rollback(
     from graft.paths import state_layout
     from graft.registry.model_registry import promotion_lock, rollback as rollback_alias
 
-    cfg = _load(config)
-    _use_tracking(cfg)
-    name = model_name or cfg.registry.model_name
+    name = _registry_model_name(config, model_name)
     with promotion_lock(state_layout().locks, name):
         old, new = rollback_alias(name)
     typer.echo(f"{name}: champion v{old} -> v{new}; v{old} is now previous_champion")

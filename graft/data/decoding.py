@@ -40,7 +40,7 @@ def decode_image_file(path: Path) -> torch.Tensor:
         array = np.asarray(image, dtype=np.uint8)
         if array.ndim == 2:
             array = array[..., None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return torch.from_numpy(np.array(array.transpose(2, 0, 1), copy=True))
 
 
 def collect_image_files(paths: list[Path]) -> list[Path]:
