@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from graft.data.dataset import TargetSplits
-from graft.evaluation.metrics import classification_metrics, confusion_matrix
+from graft.evaluation.calibration import fit_temperature
+from graft.evaluation.metrics import classification_metrics, confusion_matrix, expected_calibration_error
 from graft.models.bundle import ModelBundle
 from graft.training.loop import predict_logits
 from graft.transfer import CandidateSet
@@ -21,6 +22,21 @@ def score_bundle(bundle: ModelBundle, splits: TargetSplits, split: str) -> tuple
     return metrics, matrix
 
 
+def calibrated_test_metrics(bundle: ModelBundle, splits: TargetSplits) -> dict[str, float]:
+    """Temperature fitted on validation, applied to test: NLL and ECE after scaling."""
+    import torch.nn.functional as F
+
+    model = bundle.build_model()
+    temperature = fit_temperature(predict_logits(model, splits.images("val"), bundle.preprocessing), splits.labels("val"))
+    test_logits = predict_logits(model, splits.images("test"), bundle.preprocessing) / temperature
+    labels = splits.labels("test")
+    return {
+        "temperature": temperature,
+        "nll_calibrated": float(F.cross_entropy(test_logits, labels)),
+        "ece_calibrated": expected_calibration_error(test_logits.softmax(dim=1), labels),
+    }
+
+
 def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: ModelBundle, baseline: str) -> dict:
     """Test and validation metrics per candidate, the gap to the baseline, and source-only scores.
 
@@ -30,6 +46,7 @@ def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: 
     rows: dict[str, dict] = {}
     for candidate in candidates.candidates:
         test, matrix = score_bundle(candidate.bundle, splits, "test")
+        test.update(calibrated_test_metrics(candidate.bundle, splits))
         val, _ = score_bundle(candidate.bundle, splits, "val")
         rows[candidate.strategy] = {"test": test, "val": val, "confusion_matrix": matrix}
     baseline_accuracy = rows[baseline]["test"]["accuracy"] if baseline in rows else None

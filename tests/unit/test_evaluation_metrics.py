@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("graft.evaluation.metrics")
 
 from graft.evaluation.metrics import classification_metrics, confusion_matrix, expected_calibration_error  # noqa: E402
 
@@ -50,7 +49,7 @@ def test_metrics_by_hand():
 
 
 def test_metrics_match_scikit_learn():
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    import sklearn.metrics as sklearn_metrics
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 5, (200,), generator=generator)
     logits = torch.randn(200, 5, generator=generator) + 2.0 * torch.nn.functional.one_hot(labels, 5)
@@ -109,7 +108,7 @@ def test_expected_calibration_error():
 
 
 def test_evaluate_candidates(source_bundle, blob_dataset):
-    evaluate = pytest.importorskip("graft.evaluation.evaluate")
+    import graft.evaluation.evaluate as evaluate
     from graft.data.splits import split_target
     from graft.models.bundle import ModelBundle
     from graft.transfer import Candidate, CandidateSet
@@ -149,3 +148,24 @@ def test_evaluate_candidates(source_bundle, blob_dataset):
     other = evaluate.evaluate_candidates(candidates, renamed, source_bundle, baseline="adaptive")
     assert other[evaluate.SOURCE_ONLY] is None
     assert all(row["negative_transfer_gap"] is None for row in other["candidates"].values())
+
+
+def test_temperature_scaling_fixes_overconfident_logits():
+    import torch.nn.functional as F
+
+    from graft.evaluation.calibration import fit_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (600,), generator=generator)
+    clean = torch.randn(600, 5, generator=generator)
+    clean[torch.arange(600), labels] += 1.5  # right about 70% of the time
+    overconfident = clean * 6
+    temperature = fit_temperature(overconfident, labels)
+    assert 3.0 < temperature < 12.0
+    assert F.cross_entropy(overconfident / temperature, labels) < F.cross_entropy(overconfident, labels)
+
+
+def test_temperature_of_empty_logits_is_one():
+    from graft.evaluation.calibration import fit_temperature
+
+    assert fit_temperature(torch.zeros((0, 3)), torch.zeros(0, dtype=torch.int64)) == 1.0

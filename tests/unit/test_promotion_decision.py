@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-promotion = pytest.importorskip("graft.promotion")
+import graft.promotion as promotion  # noqa: E402
 decide_promotion = promotion.decide_promotion
 
 
