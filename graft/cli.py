@@ -102,6 +102,7 @@ def run(
     typer.echo(f"Why: {promotion['reason']}")
     typer.echo(f"Champion: v{promotion['champion_after']}" + (f" (was v{promotion['champion_before']})" if promotion["champion_before"] and promotion["champion_before"] != promotion["champion_after"] else ""))
     typer.echo(f"Pipeline run {outcome.run_name}: {len(outcome.steps)} steps in {outcome.seconds:.1f} s")
+    typer.echo(f"Report: {promotion['report_path']}")
     typer.echo("")
     typer.echo("Look at it:")
     typer.echo(f"  MLflow UI:        make mlflow-ui     (mlflow ui --backend-store-uri {outcome.tracking_uri})")

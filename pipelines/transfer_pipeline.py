@@ -20,9 +20,9 @@ def transfer_pipeline(source: str, target: str, settings: dict) -> None:
     """
     source_dataset = ingest_source(source=source, data=settings["data"])
     source_model, pretrain_metrics = pretrain(source_dataset, settings=config_sections(settings, PRETRAIN_SECTIONS))
-    target_splits, _ = validate_target(
+    target_splits, validation_report = validate_target(
         target=target, settings=config_sections(settings, ("seed", "data", "gate")), after="pretrain"
     )
     candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune")))
     evaluation = evaluate(candidates, target_splits, source_model, settings=config_sections(settings, ("finetune", "promotion")))
-    register(candidates, evaluation, target_splits, pretrain_metrics, settings=settings)
+    register(candidates, evaluation, target_splits, pretrain_metrics, validation_report, settings=settings)

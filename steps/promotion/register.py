@@ -7,6 +7,7 @@ from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.paths import state_layout
 from graft.registry.publish import Lineage, publish
+from graft.reporting.html_report import render_report
 from graft.transfer import CandidateSet
 
 
@@ -16,6 +17,7 @@ def register(
     evaluation: dict,
     target_splits: TargetSplits,
     pretrain_metrics: dict,
+    validation_report: dict,
     settings: dict,
 ) -> Annotated[dict, "promotion"]:
     """Log every candidate as an MLflow model, register the best, move ``champion`` if it earned it."""
@@ -30,4 +32,26 @@ def register(
     record = publish(candidates, evaluation, target_splits, config, lineage, state_layout().locks)
     mlflow.set_tags({"graft.promoted": str(record["promoted"]).lower(), "graft.registered_version": record["registered_version"]})
     mlflow.log_dict(record, "promotion.json")
-    return record
+    run_name = get_step_context().pipeline_run.name
+    report = render_report(
+        title=f"graft run {run_name}",
+        data={
+            "source": config.data.source,
+            "source fingerprint": lineage.source_fingerprint[:16],
+            "target": config.data.target,
+            "target fingerprint": lineage.target_fingerprint[:16],
+            "labels per class": config.data.labels_per_class or "all",
+            "seed": config.seed,
+            "architecture": config.model.architecture,
+        },
+        pretrain=pretrain_metrics,
+        validation=validation_report,
+        evaluation=evaluation,
+        histories={candidate.strategy: candidate.history for candidate in candidates.candidates},
+        promotion=record,
+    )
+    path = state_layout().reports / f"{run_name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report, encoding="utf-8")
+    mlflow.log_text(report, "report.html")
+    return {**record, "report_path": str(path)}

@@ -1,0 +1,124 @@
+"""One self-contained HTML page per run (a model card): data, candidates, curves, decision.
+
+Figures are embedded as base64 PNGs so the file can be attached to MLflow, mailed or archived and
+still show everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from graft.reporting.figures import confusion_matrix_figure, training_curves
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.promoted{color:#0a7a28;font-weight:600} .rejected{color:#a34a00;font-weight:600} .failed{color:#b00020}
+.figures{display:flex;flex-wrap:wrap;gap:1em} .figures figure{margin:0} img{max-width:100%}
+code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+def _image(figure: Figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def render_report(
+    *,
+    title: str,
+    data: dict,
+    pretrain: dict,
+    validation: dict,
+    evaluation: dict,
+    histories: dict[str, list[dict]],
+    promotion: dict,
+) -> str:
+    """The report as one HTML string; every argument is a plain dict produced by the pipeline."""
+    decision_class = "promoted" if promotion.get("promoted") else "rejected"
+    verdict = "promoted to champion" if promotion.get("promoted") else "not promoted"
+    candidate_rows = []
+    for name, row in evaluation["candidates"].items():
+        test = row["test"]
+        gap = row.get("negative_transfer_gap")
+        candidate_rows.append(
+            [
+                html.escape(name),
+                _pct(row["val"]["accuracy"]),
+                _pct(test["accuracy"]),
+                f"{test['macro_f1']:.4f}",
+                f"{test['balanced_accuracy']:.4f}",
+                f"{test['nll']:.3f}",
+                f"{test['ece']:.3f}",
+                f"{test.get('ece_calibrated', float('nan')):.3f}",
+                "–" if gap is None or name == evaluation.get("baseline") else f"{-100 * gap:+.2f} pts",
+            ]
+        )
+    if evaluation.get("source_only"):
+        source_only = evaluation["source_only"]
+        candidate_rows.append(
+            ["source_only (no target labels)", "–", _pct(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}",
+             f"{source_only['balanced_accuracy']:.4f}", f"{source_only['nll']:.3f}", f"{source_only['ece']:.3f}", "–", "–"]
+        )
+    curves = "".join(
+        f"<figure>{_image(training_curves(history, name), f'training curves of {name}')}</figure>"
+        for name, history in histories.items()
+        if history
+    )
+    matrices = "".join(
+        f"<figure>{_image(confusion_matrix_figure(row['confusion_matrix'], evaluation['class_names'], name), f'confusion matrix of {name}')}</figure>"
+        for name, row in evaluation["candidates"].items()
+    )
+    failed_checks = [check for check in validation.get("checks", []) if not check.get("success")]
+    validation_rows = [
+        [html.escape(check["check"]), html.escape(str(check.get("column") or "")), "crashed" if check.get("crashed") else "failed", check.get("unexpected_count") or ""]
+        for check in failed_checks
+    ]
+    validation_html = (
+        f"<p>{len(validation.get('checks', []))} checks on {validation.get('rows', 0)} images: "
+        + ("<b>all passed</b>.</p>" if validation.get("success") else "<b class='failed'>failures</b>:</p>" + _table(["check", "column", "outcome", "rows"], validation_rows))
+    )
+    data_rows = [[html.escape(str(key)), html.escape(str(value))] for key, value in data.items()]
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>{created}. Registered <code>{html.escape(promotion.get('model_name', ''))}</code> v{html.escape(str(promotion.get('registered_version', '')))}
+({html.escape(str(promotion.get('challenger', '')))}): <span class="{decision_class}">{verdict}</span>.</p>
+<h2>Promotion decision</h2>
+<p class="{decision_class}">{html.escape(promotion.get('reason', ''))}</p>
+<p>Champion before: v{html.escape(str(promotion.get('champion_before')))}; after: v{html.escape(str(promotion.get('champion_after')))}.</p>
+<h2>Candidates (target test split, {evaluation.get('test_images')} images)</h2>
+{_table(["candidate", "val acc", "test acc", "macro-F1", "balanced acc", "NLL", "ECE", "ECE after T-scaling", "vs scratch"], candidate_rows)}
+<p>The challenger is chosen on the validation split ({evaluation.get('val_images')} images); the test split only judges it.
+Test split hash <code>{html.escape(evaluation.get('eval_set_hash', '')[:16])}</code>.</p>
+<h2>Training curves</h2><div class="figures">{curves}</div>
+<h2>Confusion matrices (test split)</h2><div class="figures">{matrices}</div>
+<h2>Target data validation</h2>{validation_html}
+<h2>Data and source model</h2>
+{_table(["item", "value"], data_rows)}
+<p>Source model: {_pct(pretrain.get('source_holdout_accuracy'))} on {pretrain.get('holdout_images')} held-out source images.</p>
+</body></html>
+"""

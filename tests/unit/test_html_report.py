@@ -1,0 +1,68 @@
+"""The run report renders every section, with its figures embedded."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from graft.reporting.html_report import render_report
+
+HISTORY = [
+    {"phase": "probe", "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "learning_rate": 0.01},
+    {"phase": "finetune", "epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7, "learning_rate": 0.001},
+]
+
+
+def _metrics(accuracy: float) -> dict:
+    return {"accuracy": accuracy, "macro_f1": accuracy, "balanced_accuracy": accuracy, "nll": 0.3, "ece": 0.05, "ece_calibrated": 0.02}
+
+
+def _report(promoted: bool) -> str:
+    evaluation = {
+        "class_names": ["a", "b"],
+        "test_images": 10,
+        "val_images": 4,
+        "eval_set_hash": "f" * 64,
+        "baseline": "scratch",
+        "candidates": {
+            "scratch": {"test": _metrics(0.8), "val": _metrics(0.75), "confusion_matrix": [[4, 1], [1, 4]], "negative_transfer_gap": 0.0},
+            "adaptive": {"test": _metrics(0.9), "val": _metrics(0.95), "confusion_matrix": [[5, 0], [1, 4]], "negative_transfer_gap": -0.1},
+        },
+        "source_only": _metrics(0.6),
+    }
+    promotion = {
+        "model_name": "m<x>",
+        "registered_version": "3",
+        "challenger": "adaptive",
+        "promoted": promoted,
+        "reason": "adaptive accuracy 0.9000 beats champion 0.8500",
+        "champion_before": "2",
+        "champion_after": "3" if promoted else "2",
+    }
+    validation = {"success": True, "rows": 20, "checks": [{"check": "expect_x", "success": True}]}
+    return render_report(
+        title="graft run test",
+        data={"source": "builtin:mnist", "target": "builtin:digits"},
+        pretrain={"source_holdout_accuracy": 0.99, "holdout_images": 500},
+        validation=validation,
+        evaluation=evaluation,
+        histories={"scratch": HISTORY, "adaptive": HISTORY},
+        promotion=promotion,
+    )
+
+
+def test_report_has_sections_figures_and_decision():
+    page = _report(promoted=True)
+    for heading in ("Promotion decision", "Candidates", "Training curves", "Confusion matrices", "Target data validation", "Data and source model"):
+        assert f">{heading}" in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 4  # two curves, two confusion matrices
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    assert "promoted to champion" in page and "beats champion" in page
+    assert "m&lt;x&gt;" in page and "m<x>" not in page  # escaped
+    assert "90.00%" in page and "+10.00 pts" in page
+
+
+def test_rejected_decision_is_marked():
+    page = _report(promoted=False)
+    assert "not promoted" in page and 'class="rejected"' in page
