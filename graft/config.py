@@ -126,6 +126,10 @@ class PromotionConfig(StrictModel):
         0.0, ge=0, le=1, description="The challenger must beat the champion by more than this margin."
     )
     baseline: str = Field("scratch", description="The candidate every transferred model must beat first.")
+    paired_test: Literal["none", "mcnemar", "bootstrap"] = Field(
+        "none", description="Also require a paired test on the test split to favour the challenger over the champion."
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
 
 
 class RegistryConfig(StrictModel):

@@ -31,6 +31,8 @@ def decide_promotion(
     min_improvement: float = 0.0,
     challenger_name: str = "challenger",
     baseline_name: str = "scratch",
+    p_value: float | None = None,
+    alpha: float = 0.05,
 ) -> PromotionDecision:
     """Whether ``challenger`` becomes champion; every score is ``metric`` on the same test split."""
 
@@ -47,10 +49,18 @@ def decide_promotion(
         return decision(
             True, f"first champion: {challenger_name} {metric} {challenger:.4f} beats {baseline_name} {baseline:.4f}"
         )
+    if challenger > champion + min_improvement and p_value is not None and p_value >= alpha:
+        return decision(
+            False,
+            f"{challenger_name} {metric} {challenger:.4f} beats champion {champion:.4f}, but not significantly "
+            f"(paired test p={p_value:.3f} >= {alpha}); champion kept",
+        )
     if challenger > champion + min_improvement:
+        significance = f" (paired test p={p_value:.3f})" if p_value is not None else ""
         return decision(
             True,
-            f"{challenger_name} {metric} {challenger:.4f} beats champion {champion:.4f} by more than {min_improvement:.4f}",
+            f"{challenger_name} {metric} {challenger:.4f} beats champion {champion:.4f} by more than {min_improvement:.4f}"
+            f"{significance}",
         )
     return decision(
         False,

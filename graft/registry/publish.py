@@ -13,6 +13,7 @@ from graft.config import GraftConfig
 from graft.data.dataset import TargetSplits
 from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
+from graft.evaluation.significance import PAIRED_TESTS
 from graft.promotion import decide_promotion
 from graft.registry import model_registry
 from graft.training.loop import predict_logits
@@ -38,13 +39,27 @@ def select_challenger(candidates: CandidateSet, baseline: str) -> Candidate:
     return max(transferred, key=lambda candidate: (candidate.val_accuracy, -candidate.val_loss))
 
 
-def champion_score(model_name: str, version: str, splits: TargetSplits, metric: str) -> tuple[float | None, str]:
-    """The champion's ``metric`` on this run's test split, or None with the reason it cannot be scored."""
+@dataclass
+class ChampionScore:
+    value: float | None
+    correct: torch.Tensor | None  # per test image, for paired tests
+    unscorable: str = ""
+
+
+def champion_score(model_name: str, version: str, splits: TargetSplits, metric: str) -> ChampionScore:
+    """The champion re-scored on this run's test split, or the reason it cannot be."""
     loaded = model_registry.load_registered(f"models:/{model_name}/{version}")
     if loaded.class_names != list(splits.dataset.class_names):
-        return None, f"champion v{version} predicts other classes {loaded.class_names}"
+        return ChampionScore(None, None, f"champion v{version} predicts other classes {loaded.class_names}")
     logits = predict_logits(loaded.model, splits.images("test"), loaded.preprocessing)
-    return classification_metrics(logits, splits.labels("test"), splits.dataset.num_classes)[metric], ""
+    labels = splits.labels("test")
+    value = classification_metrics(logits, labels, splits.dataset.num_classes)[metric]
+    return ChampionScore(value, logits.argmax(dim=1) == labels)
+
+
+def challenger_correct(candidate: Candidate, splits: TargetSplits) -> torch.Tensor:
+    logits = predict_logits(candidate.bundle.build_model(), splits.images("test"), candidate.bundle.preprocessing)
+    return logits.argmax(dim=1) == splits.labels("test")
 
 
 def publish(
@@ -72,20 +87,25 @@ def publish(
     scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
     with model_registry.promotion_lock(lock_dir, model_name):
         champion_before = model_registry.champion_version(model_name)
-        champion_value, unscorable = (None, "")
+        champion = ChampionScore(None, None)
         if champion_before is not None:
-            champion_value, unscorable = champion_score(model_name, champion_before, splits, metric)
+            champion = champion_score(model_name, champion_before, splits, metric)
+        p_value = None
+        if config.promotion.paired_test != "none" and champion.correct is not None:
+            p_value = PAIRED_TESTS[config.promotion.paired_test](challenger_correct(challenger, splits), champion.correct)
         decision = decide_promotion(
             metric=metric,
             challenger=scores[challenger.strategy][metric],
             baseline=scores[baseline][metric],
-            champion=champion_value,
+            champion=champion.value,
             min_improvement=config.promotion.min_improvement,
             challenger_name=challenger.strategy,
             baseline_name=baseline,
+            p_value=p_value,
+            alpha=config.promotion.alpha,
         )
-        if unscorable:
-            decision = replace(decision, promote=False, reason=f"{unscorable}; use another registry.model_name")
+        if champion.unscorable:
+            decision = replace(decision, promote=False, reason=f"{champion.unscorable}; use another registry.model_name")
         tags = {
             "graft.strategy": challenger.strategy,
             "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in scores[challenger.strategy].items()}),
