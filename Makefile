@@ -6,14 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graft-installed
 
-.PHONY: setup run test test-unit bench mlflow-ui dashboard clean-state help
+.PHONY: setup run test test-unit bench mlflow-ui dashboard dashboard-stop clean-state help
 
 help:
 	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
 	@echo "make test        set up .venv, then run all tests"
 	@echo "make bench       time the demo run (bench/demo_runtime.py)"
 	@echo "make mlflow-ui   open the MLflow UI on .graft/mlflow.db (http://127.0.0.1:5000)"
-	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml"
+	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml (http://127.0.0.1:8237)"
+	@echo "make dashboard-stop  stop it and return to the local store"
 	@echo "make clean-state delete .graft/ (runs, registry, caches)"
 
 # One pip call resolves everything against the lock file (a second call would re-resolve and can
@@ -41,7 +42,10 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.graft/mlflow.db --host 127.0.0.1 --port 5000
 
 dashboard: setup
-	ZENML_CONFIG_PATH=$(CURDIR)/.graft/zenml ZENML_ANALYTICS_OPT_IN=false $(BIN)/zenml login --local
+	ZENML_CONFIG_PATH=$(CURDIR)/.graft/zenml ZENML_ANALYTICS_OPT_IN=false ZENML_AUTO_OPEN_DASHBOARD=false $(BIN)/zenml login --local
+
+dashboard-stop: setup
+	ZENML_CONFIG_PATH=$(CURDIR)/.graft/zenml $(BIN)/zenml logout --local
 
 clean-state:
 	rm -rf .graft

@@ -105,8 +105,8 @@ def run(
     typer.echo(f"Report: {promotion['report_path']}")
     typer.echo("")
     typer.echo("Look at it:")
-    typer.echo(f"  MLflow UI:        make mlflow-ui     (mlflow ui --backend-store-uri {outcome.tracking_uri})")
-    typer.echo("  ZenML dashboard:  make dashboard     (zenml login --local, with ZENML_CONFIG_PATH=.graft/zenml)")
+    typer.echo(f"  MLflow UI:        make mlflow-ui     (then http://127.0.0.1:5000; store {outcome.tracking_uri})")
+    typer.echo("  ZenML dashboard:  make dashboard     (then http://127.0.0.1:8237; make dashboard-stop when done)")
 
 
 @app.command()
