@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graft-installed
 
-.PHONY: setup run test test-unit bench mlflow-ui dashboard dashboard-stop clean-state help
+.PHONY: setup browser run test test-unit bench mlflow-ui dashboard dashboard-stop clean-state help
 
 help:
 	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
@@ -29,7 +29,11 @@ setup: $(INSTALLED)
 run: setup
 	$(BIN)/graft run
 
-test: setup
+# The report test opens the HTML report in Debian's headless Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null))
+
+test: setup browser
 	GRAFT_PROGRESS=0 $(BIN)/python -m pytest
 
 test-unit: setup

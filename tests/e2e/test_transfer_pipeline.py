@@ -31,7 +31,7 @@ def quick_config(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(quick_config):
+def first_run(quick_config, tracking):
     result = graft("run", "--config", str(quick_config))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -126,3 +126,33 @@ def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "champion kept" in result.stdout
     assert aliases(MODEL)["champion"] == before
+
+
+def test_report_renders_in_headless_chromium(first_run, tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    report_line = next(line for line in first_run.stdout.splitlines() if line.startswith("Report: "))
+    report = report_line.removeprefix("Report: ").strip()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Debian's chromium is needed (make test installs it)"
+    probe = tmp_path / "report.html"
+    probe.write_text(
+        open(report, encoding="utf-8").read().replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => { document.body.dataset.loaded = "
+            "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length; });</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    loaded = re.search(r'data-loaded="(\d+)"', dom.stdout)
+    assert loaded, dom.stderr[-2000:]
+    assert int(loaded.group(1)) == 8  # four training-curve and four confusion-matrix figures
+    assert "Promotion decision" in dom.stdout and "promoted to champion" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1200,2000", f"--screenshot={shot}", probe.as_uri()], capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000
