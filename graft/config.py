@@ -205,11 +205,11 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     return f"{origin}: {location}: {message}{more}"
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -243,7 +243,7 @@ def load_config(
     """
     raw = read_yaml(path) if path else {}
     origin = str(path) if path else "defaults"
-    merged = _deep_merge(raw, overrides or {})
+    merged = deep_merge(raw, overrides or {})
     if strategies is not None:
         finetune = dict(merged.get("finetune") or {})
         configured = finetune.get("strategies") or {}

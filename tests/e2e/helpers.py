@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from graft.config import deep_merge
+
 REPO = Path(__file__).resolve().parents[2]
 
 QUICK_CONFIG = {
@@ -17,14 +19,12 @@ QUICK_CONFIG = {
 }
 
 
-def write_config(path: Path, model_name: str, **sections) -> Path:
-    base = yaml.safe_load((REPO / "configs" / "transfer.yaml").read_text())
-    for key, value in {**QUICK_CONFIG, **sections}.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    base["registry"] = {"model_name": model_name}
+def write_config(path: Path, model_name: str, strategies: dict | None = None, **sections) -> Path:
+    """The shipped config with quick budgets, ``sections`` merged in, ``strategies`` replaced."""
+    base = deep_merge(yaml.safe_load((REPO / "configs" / "transfer.yaml").read_text()), QUICK_CONFIG)
+    base = deep_merge(base, {**sections, "registry": {"model_name": model_name}})
+    if strategies is not None:
+        base["finetune"]["strategies"] = strategies
     path.write_text(yaml.safe_dump(base))
     return path
 

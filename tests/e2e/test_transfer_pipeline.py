@@ -108,7 +108,8 @@ def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
         tmp_path / "worse.yaml",
         MODEL,
         data={"labels_per_class": 1},
-        finetune={"epoch_scale": 0.05, "strategies": {"scratch": {}, "feature": {"epochs": 20}}},
+        finetune={"epoch_scale": 0.05},
+        strategies={"scratch": {}, "feature": {"epochs": 20}},
         promotion={"paired_test": "mcnemar"},
     )
     result = graft("run", "--config", str(worse))
