@@ -13,6 +13,7 @@ Two references share the table:
 
 Writes into --out (default bench/out/label_efficiency/):
   results.csv   one row per (budget, method, seed): test accuracy, macro-F1, train seconds
+                (source_only: labels_per_class 0, train seconds of the source pretraining)
   accuracy.png  mean test accuracy vs labels per class, min-max band over seeds
   table.md      mean (min-max) test accuracy per method x budget
 
@@ -47,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from graft.config import GraftConfig, load_config  # noqa: E402
+from graft.config import GraftConfig, deep_merge, load_config  # noqa: E402
 from graft.data.sources import load_dataset  # noqa: E402
 from graft.data.splits import split_target  # noqa: E402
 from graft.evaluation.evaluate import SOURCE_ONLY, score_bundle  # noqa: E402
@@ -104,16 +105,6 @@ def parse_override(text: str) -> dict[str, Any]:
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def make_config(path: Path, seed: int, budget: int | None, extra: dict[str, Any], strategies: list[str]) -> GraftConfig:
@@ -182,6 +173,7 @@ def markdown_table(values: dict[tuple[str, str], list[float]], methods: list[str
 
 
 def plot(values: dict[tuple[str, str], list[float]], methods: list[str], budgets: list[int | None], all_x: float, path: Path) -> None:
+    """Two panels, the same curves: the full range, and a zoom on 90-100 % where the transfer methods sit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,7 +181,6 @@ def plot(values: dict[tuple[str, str], list[float]], methods: list[str], budgets
 
     xs = [all_x if b is None else float(b) for b in budgets]
     labels = [f"all\n(~{all_x:.0f})" if b is None else str(b) for b in budgets]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
     styles = {
         "scratch": dict(color="tab:gray", marker="o"),
         "parameter": dict(color="tab:blue", marker="s"),
@@ -198,35 +189,38 @@ def plot(values: dict[tuple[str, str], list[float]], methods: list[str], budgets
         "svc_rbf": dict(color="tab:green", marker="v", linestyle="--"),
         "logreg": dict(color="tab:olive", marker="<", linestyle="--"),
     }
-    for method in methods:
-        series = [values.get((method, budget_name(b))) for b in budgets]
-        if not any(series):
-            continue
-        if method == SOURCE_ONLY:
-            accs = series[0]
-            mean = 100 * statistics.mean(accs)
-            ax.axhline(mean, color="black", linestyle=":", linewidth=1.2, label=f"{SOURCE_ONLY} (no labels)")
-            ax.axhspan(100 * min(accs), 100 * max(accs), color="black", alpha=0.06)
-            continue
-        points = [(x, s) for x, s in zip(xs, series) if s]
-        px = [p[0] for p in points]
-        mean = [100 * statistics.mean(p[1]) for p in points]
-        low = [100 * min(p[1]) for p in points]
-        high = [100 * max(p[1]) for p in points]
-        style = {"linewidth": 1.5, **styles.get(method, {})}
-        (line,) = ax.plot(px, mean, label=method, **style)
-        ax.fill_between(px, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.set_xscale("log")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(labels)
-    ax.minorticks_off()
-    ax.set_xlabel("labelled target images per class (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Label efficiency: builtin:mnist -> builtin:digits (mean, min-max band over seeds)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax in axes:
+        for method in methods:
+            series = [values.get((method, budget_name(b))) for b in budgets]
+            if not any(series):
+                continue
+            if method == SOURCE_ONLY:
+                accs = series[0]
+                ax.axhline(100 * statistics.mean(accs), color="black", linestyle=":", linewidth=1.2, label=f"{SOURCE_ONLY} (no labels)")
+                ax.axhspan(100 * min(accs), 100 * max(accs), color="black", alpha=0.06)
+                continue
+            points = [(x, s) for x, s in zip(xs, series) if s]
+            px = [p[0] for p in points]
+            style = {"linewidth": 1.5, **styles.get(method, {})}
+            (line,) = ax.plot(px, [100 * statistics.mean(p[1]) for p in points], label=method, **style)
+            ax.fill_between(
+                px, [100 * min(p[1]) for p in points], [100 * max(p[1]) for p in points], color=line.get_color(), alpha=0.15, linewidth=0
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels)
+        ax.minorticks_off()
+        ax.set_xlabel("labelled target images per class (log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_title("all methods")
+    axes[0].legend(loc="lower right", fontsize=9)
+    axes[1].set_ylim(90, 100)
+    axes[1].set_title("zoom: 90-100 %")
+    fig.suptitle("Label efficiency, builtin:mnist -> builtin:digits: mean test accuracy, min-max band over seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -272,11 +266,21 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="number of training seeds, 0..N-1 (default 3)")
-    parser.add_argument("--budgets", type=parse_budgets, default=None, help="labels per class, comma-separated, 'all' for every label (default 1,2,5,10,20,all)")
+    parser.add_argument(
+        "--budgets", type=parse_budgets, default=None, help="labels per class, comma-separated, 'all' for every label (default 1,2,5,10,20,all)"
+    )
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated strategies (default {','.join(STRATEGIES)})")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, budgets 1 and 10")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config (default configs/transfer.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE", help="config override, e.g. finetune.strategies.adaptive.l2sp_alpha=0.1 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=parse_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override (YAML value), e.g. finetune.strategies.adaptive.l2sp_alpha=0.1; repeatable",
+    )
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn pixel baselines")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default bench/out/label_efficiency/)")
     args = parser.parse_args()
@@ -319,6 +323,10 @@ def main() -> None:
     for seed in seeds:
         for budget in budgets:
             config = make_config(args.config, seed, budget, extra, strategies)
+            # val/test fixed by split_seed; the labelled images drawn with the training seed
+            splits = split_target(
+                target_data, config.data.val_fraction, config.data.test_fraction, budget, config.data.split_seed, seed
+            )
             if seed not in pretrained:
                 tick = time.perf_counter()
                 pretrained[seed] = pretrain_source(source_data, config)
@@ -328,7 +336,7 @@ def main() -> None:
                     f"{100 * result.holdout_accuracy:.2f}% on {result.holdout_images} held-out source images",
                     flush=True,
                 )
-                metrics, _ = score_bundle(result.bundle, split_target(target_data, config.data.val_fraction, config.data.test_fraction, None, config.data.split_seed, seed), "test")
+                metrics, _ = score_bundle(result.bundle, splits, "test")  # the test split is the same at every budget
                 rows.append(
                     {
                         "labels_per_class": "0",
@@ -344,9 +352,6 @@ def main() -> None:
                 )
                 print(f"[seed {seed}] {SOURCE_ONLY}: test {100 * metrics['accuracy']:.2f}%", flush=True)
             source = pretrained[seed].bundle
-            splits = split_target(
-                target_data, config.data.val_fraction, config.data.test_fraction, budget, config.data.split_seed, seed
-            )
             train_count = splits.size("train")
             if budget is None:
                 all_per_class.append(train_count / target_data.num_classes)

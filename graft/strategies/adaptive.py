@@ -26,11 +26,11 @@ class AdaptiveParams(StrategyParams):
     probe_epochs: int = Field(15, ge=0, description="Head-only epochs before fine-tuning (0 disables LP-FT).")
     probe_learning_rate: float = Field(1e-2, gt=0)
     layer_decay: float = Field(0.5, gt=0, le=1, description="Each stage below the head gets this times the LR above it.")
-    l2sp_alpha: float = Field(1e-2, ge=0, description="Pull toward the source weights.")
+    l2sp_alpha: float = Field(0.1, ge=0, description="Pull toward the source weights.")
     l2sp_beta: float = Field(1e-4, ge=0, description="Plain L2 on a head that is new.")
     reestimate_batch_norm: bool = True
     freeze_batch_norm_statistics: bool = Field(
-        True, description="Keep the re-estimated statistics while fine-tuning on few labels."
+        False, description="Keep the re-estimated statistics fixed while fine-tuning (off: they keep adapting)."
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from graft.config import GraftConfig, _deep_merge, config_from_dict, config_sections, load_config, PRETRAIN_SECTIONS
+from graft.config import GraftConfig, deep_merge, config_from_dict, config_sections, load_config, PRETRAIN_SECTIONS
 from graft.errors import ConfigError, GraftError
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "transfer.yaml"
@@ -41,7 +41,7 @@ def test_defaults_validate():
 
 def test_shipped_config_file_validates():
     config = load_config(REPO_CONFIG)
-    assert config.finetune.strategies["adaptive"]["l2sp_alpha"] == pytest.approx(0.01)
+    assert config.finetune.strategies["adaptive"]["l2sp_alpha"] == pytest.approx(0.1)
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -213,10 +213,10 @@ def test_override_can_replace_a_value_with_null(tmp_path):
     assert load_config(path, {"data": {"labels_per_class": None}}).data.labels_per_class is None
 
 
-def test_deep_merge_does_not_mutate_inputs():
+def testdeep_merge_does_not_mutate_inputs():
     base = {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
     overrides = {"a": {"c": {"d": 4, "f": 5}}, "g": 6}
-    merged = _deep_merge(base, overrides)
+    merged = deep_merge(base, overrides)
     assert merged == {"a": {"b": 1, "c": {"d": 4, "f": 5}}, "e": 3, "g": 6}
     assert base == {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
     assert overrides == {"a": {"c": {"d": 4, "f": 5}}, "g": 6}

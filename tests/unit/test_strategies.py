@@ -270,7 +270,9 @@ def test_adaptive_phases_probe_then_finetune_with_layer_decay(source_bundle, blo
     ordered = [lr_of_stage[i] for i in range(len(stages))]
     assert ordered == sorted(ordered) and len(set(ordered)) == len(ordered)  # strictly smaller with depth
 
-    assert probe.frozen_batch_norm_statistics and finetune.frozen_batch_norm_statistics
+    assert not probe.frozen_batch_norm_statistics and not finetune.frozen_batch_norm_statistics  # default: keep adapting
+    pinned = create_strategy("adaptive", {"freeze_batch_norm_statistics": True})
+    assert all(phase.frozen_batch_norm_statistics for phase in pinned.phases(pinned.build_model(source_bundle, context_for(blobs, preprocessing)), 1.0))
 
 
 def test_adaptive_without_probe_and_with_scaled_epochs(source_bundle, blobs, preprocessing):
