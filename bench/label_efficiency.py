@@ -20,9 +20,9 @@ Writes into --out (default bench/out/label_efficiency/):
 and prints the table, a PASS/FAIL check against the label-efficiency targets and the wall time.
 A FAIL does not change the exit status.
 
-    python bench/label_efficiency.py                 # 3 seeds, every budget (about 15-25 min on 2 cores)
-    python bench/label_efficiency.py --quick         # 1 seed, budgets 1 and 10 (smoke test)
-    python bench/label_efficiency.py --seeds 5 --set finetune.strategies.adaptive.l2sp_alpha=0.1
+    python bench/label_efficiency.py                 # 3 seeds, every budget (about 14 min on 2 shared cores)
+    python bench/label_efficiency.py --quick         # 1 seed, budgets 1 and 10 (smoke test, about 3 min)
+    python bench/label_efficiency.py --seeds 5 --set finetune.strategies.adaptive.layer_decay=0.8
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def main() -> None:
         type=parse_override,
         default=[],
         metavar="KEY=VALUE",
-        help="config override (YAML value), e.g. finetune.strategies.adaptive.l2sp_alpha=0.1; repeatable",
+        help="config override (YAML value), e.g. finetune.strategies.adaptive.layer_decay=0.8; repeatable",
     )
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn pixel baselines")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default bench/out/label_efficiency/)")
