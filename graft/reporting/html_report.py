@@ -41,6 +41,10 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _version(version: str | None) -> str:
+    return "none" if version is None else f"v{html.escape(str(version))}"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
@@ -109,7 +113,7 @@ def render_report(
 ({html.escape(str(promotion.get('challenger', '')))}): <span class="{decision_class}">{verdict}</span>.</p>
 <h2>Promotion decision</h2>
 <p class="{decision_class}">{html.escape(promotion.get('reason', ''))}</p>
-<p>Champion before: v{html.escape(str(promotion.get('champion_before')))}; after: v{html.escape(str(promotion.get('champion_after')))}.</p>
+<p>Champion before: {_version(promotion.get('champion_before'))}; after: {_version(promotion.get('champion_after'))}.</p>
 <h2>Candidates (target test split, {evaluation.get('test_images')} images)</h2>
 {_table(["candidate", "val acc", "test acc", "macro-F1", "balanced acc", "NLL", "ECE", "ECE after T-scaling", "vs scratch"], candidate_rows)}
 <p>The challenger is chosen on the validation split ({evaluation.get('val_images')} images); the test split only judges it.
