@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
+
 from graft.data.dataset import TargetSplits
 from graft.evaluation.calibration import fit_temperature
 from graft.evaluation.metrics import classification_metrics, confusion_matrix, expected_calibration_error
@@ -12,29 +15,37 @@ from graft.transfer import CandidateSet
 SOURCE_ONLY = "source_only"
 
 
-def score_bundle(bundle: ModelBundle, splits: TargetSplits, split: str) -> tuple[dict[str, float], list[list[int]]]:
-    model = bundle.build_model()
-    logits = predict_logits(model, splits.images(split), bundle.preprocessing)
-    labels = splits.labels(split)
-    num_classes = splits.dataset.num_classes
+def _scores(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[dict[str, float], list[list[int]]]:
     metrics = classification_metrics(logits, labels, num_classes)
     matrix = confusion_matrix(logits.argmax(dim=1), labels, num_classes).tolist()
     return metrics, matrix
 
 
-def calibrated_test_metrics(bundle: ModelBundle, splits: TargetSplits) -> dict[str, float]:
-    """Temperature fitted on validation, applied to test: NLL and ECE after scaling."""
-    import torch.nn.functional as F
+def score_bundle(bundle: ModelBundle, splits: TargetSplits, split: str) -> tuple[dict[str, float], list[list[int]]]:
+    logits = predict_logits(bundle.build_model(), splits.images(split), bundle.preprocessing)
+    return _scores(logits, splits.labels(split), splits.dataset.num_classes)
 
+
+def score_candidate(bundle: ModelBundle, splits: TargetSplits) -> dict:
+    """Validation and test metrics, the test confusion matrix, and calibration after temperature
+    scaling (fitted on validation), from one pass over each split."""
     model = bundle.build_model()
-    temperature = fit_temperature(predict_logits(model, splits.images("val"), bundle.preprocessing), splits.labels("val"))
-    test_logits = predict_logits(model, splits.images("test"), bundle.preprocessing) / temperature
-    labels = splits.labels("test")
-    return {
-        "temperature": temperature,
-        "nll_calibrated": float(F.cross_entropy(test_logits, labels)),
-        "ece_calibrated": expected_calibration_error(test_logits.softmax(dim=1), labels),
-    }
+    num_classes = splits.dataset.num_classes
+    val_logits = predict_logits(model, splits.images("val"), bundle.preprocessing)
+    test_logits = predict_logits(model, splits.images("test"), bundle.preprocessing)
+    val_labels, test_labels = splits.labels("val"), splits.labels("test")
+    val, _ = _scores(val_logits, val_labels, num_classes)
+    test, matrix = _scores(test_logits, test_labels, num_classes)
+    temperature = fit_temperature(val_logits, val_labels)
+    scaled = test_logits / temperature
+    test.update(
+        {
+            "temperature": temperature,
+            "nll_calibrated": float(F.cross_entropy(scaled, test_labels)),
+            "ece_calibrated": expected_calibration_error(scaled.softmax(dim=1), test_labels),
+        }
+    )
+    return {"test": test, "val": val, "confusion_matrix": matrix}
 
 
 def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: ModelBundle, baseline: str) -> dict:
@@ -45,10 +56,7 @@ def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: 
     """
     rows: dict[str, dict] = {}
     for candidate in candidates.candidates:
-        test, matrix = score_bundle(candidate.bundle, splits, "test")
-        test.update(calibrated_test_metrics(candidate.bundle, splits))
-        val, _ = score_bundle(candidate.bundle, splits, "val")
-        rows[candidate.strategy] = {"test": test, "val": val, "confusion_matrix": matrix}
+        rows[candidate.strategy] = score_candidate(candidate.bundle, splits)
     baseline_accuracy = rows[baseline]["test"]["accuracy"] if baseline in rows else None
     for name, row in rows.items():
         row["negative_transfer_gap"] = None if baseline_accuracy is None else baseline_accuracy - row["test"]["accuracy"]

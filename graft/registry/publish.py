@@ -52,13 +52,12 @@ def champion_score(model_name: str, version: str, splits: TargetSplits, metric: 
     if loaded.class_names != list(splits.dataset.class_names):
         return ChampionScore(None, None, f"champion v{version} predicts other classes {loaded.class_names}")
     logits = predict_logits(loaded.model, splits.images("test"), loaded.preprocessing)
-    labels = splits.labels("test")
-    value = classification_metrics(logits, labels, splits.dataset.num_classes)[metric]
-    return ChampionScore(value, logits.argmax(dim=1) == labels)
+    value = classification_metrics(logits, splits.labels("test"), splits.dataset.num_classes)[metric]
+    return ChampionScore(value, correct_on_test(logits, splits))
 
 
-def challenger_correct(candidate: Candidate, splits: TargetSplits) -> torch.Tensor:
-    logits = predict_logits(candidate.bundle.build_model(), splits.images("test"), candidate.bundle.preprocessing)
+def correct_on_test(logits: torch.Tensor, splits: TargetSplits) -> torch.Tensor:
+    """Per test image: did the model get it right? The input of the paired tests."""
     return logits.argmax(dim=1) == splits.labels("test")
 
 
@@ -92,7 +91,9 @@ def publish(
             champion = champion_score(model_name, champion_before, splits, metric)
         p_value = None
         if config.promotion.paired_test != "none" and champion.correct is not None:
-            p_value = PAIRED_TESTS[config.promotion.paired_test](challenger_correct(challenger, splits), champion.correct)
+            bundle = challenger.bundle
+            challenger_logits = predict_logits(bundle.build_model(), splits.images("test"), bundle.preprocessing)
+            p_value = PAIRED_TESTS[config.promotion.paired_test](correct_on_test(challenger_logits, splits), champion.correct)
         decision = decide_promotion(
             metric=metric,
             challenger=scores[challenger.strategy][metric],

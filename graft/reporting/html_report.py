@@ -10,6 +10,7 @@ import base64
 import html
 import io
 from datetime import datetime, timezone
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -126,3 +127,39 @@ Test split hash <code>{html.escape(evaluation.get('eval_set_hash', '')[:16])}</c
 <p>Source model: {_pct(pretrain.get('source_holdout_accuracy'))} on {pretrain.get('holdout_images')} held-out source images.</p>
 </body></html>
 """
+
+
+def write_run_report(
+    path: Path,
+    *,
+    run_name: str,
+    config,
+    source_fingerprint: str,
+    target_fingerprint: str,
+    pretrain: dict,
+    validation: dict,
+    evaluation: dict,
+    histories: dict[str, list[dict]],
+    promotion: dict,
+) -> str:
+    """Render the run's report, write it to ``path`` and return the HTML (for MLflow)."""
+    report = render_report(
+        title=f"graft run {run_name}",
+        data={
+            "source": config.data.source,
+            "source fingerprint": source_fingerprint[:16],
+            "target": config.data.target,
+            "target fingerprint": target_fingerprint[:16],
+            "labels per class": config.data.labels_per_class or "all",
+            "seed": config.seed,
+            "architecture": config.model.architecture,
+        },
+        pretrain=pretrain,
+        validation=validation,
+        evaluation=evaluation,
+        histories=histories,
+        promotion=promotion,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report, encoding="utf-8")
+    return report

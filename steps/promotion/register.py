@@ -7,7 +7,7 @@ from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.paths import state_layout
 from graft.registry.publish import Lineage, publish
-from graft.reporting.html_report import render_report
+from graft.reporting.html_report import write_run_report
 from graft.transfer import CandidateSet
 
 
@@ -33,25 +33,18 @@ def register(
     mlflow.set_tags({"graft.promoted": str(record["promoted"]).lower(), "graft.registered_version": record["registered_version"]})
     mlflow.log_dict(record, "promotion.json")
     run_name = get_step_context().pipeline_run.name
-    report = render_report(
-        title=f"graft run {run_name}",
-        data={
-            "source": config.data.source,
-            "source fingerprint": lineage.source_fingerprint[:16],
-            "target": config.data.target,
-            "target fingerprint": lineage.target_fingerprint[:16],
-            "labels per class": config.data.labels_per_class or "all",
-            "seed": config.seed,
-            "architecture": config.model.architecture,
-        },
+    path = state_layout().reports / f"{run_name}.html"
+    report = write_run_report(
+        path,
+        run_name=run_name,
+        config=config,
+        source_fingerprint=lineage.source_fingerprint,
+        target_fingerprint=lineage.target_fingerprint,
         pretrain=pretrain_metrics,
         validation=validation_report,
         evaluation=evaluation,
         histories={candidate.strategy: candidate.history for candidate in candidates.candidates},
         promotion=record,
     )
-    path = state_layout().reports / f"{run_name}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report, encoding="utf-8")
     mlflow.log_text(report, "report.html")
     return {**record, "report_path": str(path)}
