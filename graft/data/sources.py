@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from graft.data.builtin import BUILTIN_DATASETS
-from graft.data.dataset import ImageDataset
+from graft.data.dataset import ImageDataset, content_fingerprint
 from graft.data.preprocessing import frame_images, match_channels
 from graft.errors import DataError
 
@@ -30,11 +30,25 @@ def check_spec(spec: str, role: str) -> None:
     raise DataError(f"--{role} {spec}: only built-in datasets are supported in this version")
 
 
+def data_fingerprint(spec: str, role: str = "target") -> str:
+    """sha256 of the data a spec names (pixels or file bytes, and labels), whatever the working geometry.
+
+    The same value becomes ``ImageDataset.fingerprint`` and the registry's lineage tags, so a
+    watcher can compare the data on disk with what the champion was trained on.
+    """
+    check_spec(spec, role)
+    images, labels, class_names = BUILTIN_DATASETS[spec.removeprefix(BUILTIN_PREFIX)]()
+    return content_fingerprint(images, labels, class_names)
+
+
 def load_dataset(spec: str, role: str, frame_size: int, content_box: int, channels: int) -> ImageDataset:
     """Load, decode and frame a dataset; raises ``DataError`` with a one-line reason."""
     check_spec(spec, role)
     images, labels, class_names = BUILTIN_DATASETS[spec.removeprefix(BUILTIN_PREFIX)]()
+    fingerprint = content_fingerprint(images, labels, class_names)
     if images.shape[0] == 0:
         raise DataError(f"--{role} {spec}: the dataset holds no images")
     framed = frame_images(match_channels(images, channels), frame_size, content_box)
-    return ImageDataset(images=framed, labels=labels.to(torch.int64), class_names=class_names, origin=spec)
+    return ImageDataset(
+        images=framed, labels=labels.to(torch.int64), class_names=class_names, origin=spec, fingerprint=fingerprint
+    )
