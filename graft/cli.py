@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 
 DEFAULT_CONFIG = Path("configs/transfer.yaml")
+SPEC_OPTION_HELP = (
+    "builtin:mnist, builtin:digits, an ImageFolder folder (root/<class>/*.png or root/{train,val,test}/<class>/*.png) "
+    "or a CSV/Parquet manifest with columns path,label[,split] (paths relative to the manifest)."
+)
 
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", "-c", help="Pipeline config YAML (default: configs/transfer.yaml in the checkout).")
@@ -54,8 +58,8 @@ def _registry_model_name(config: Path | None, model_name: str | None) -> str:
 @app.command()
 def run(
     config: ConfigOption = None,
-    source: Annotated[Optional[str], typer.Option(help="Source data: builtin:mnist, builtin:digits.")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Target data: builtin:digits, builtin:mnist.")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Source data: {SPEC_OPTION_HELP}")] = None,
+    target: Annotated[Optional[str], typer.Option(help=f"Target data: {SPEC_OPTION_HELP}")] = None,
     labels_per_class: Annotated[Optional[int], typer.Option(help="Labelled target images per class used for training.")] = None,
     strategies: Annotated[
         Optional[str], typer.Option(help="Comma-separated strategies, e.g. scratch,adaptive (the baseline is always needed).")
@@ -85,6 +89,8 @@ def run(
     check_spec(cfg.data.source, "source")
     check_spec(cfg.data.target, "target")
     resolve_device(cfg.device)
+    if cfg.data.source == cfg.data.target:
+        typer.echo("warning: the source and the target are the same data; transfer will look better than it is", err=True)
 
     from graft.reporting.summary import candidates_table
     from pipelines.runner import run_transfer
@@ -137,6 +143,47 @@ def predict(
             writer.writerow(["path", "label", "probability"])
             writer.writerows(rows)
         typer.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+
+
+@app.command()
+def validate(
+    target: Annotated[Optional[str], typer.Option(help=f"Data to gate (default: data.target of the config): {SPEC_OPTION_HELP}")] = None,
+    config: ConfigOption = None,
+    labels_per_class: Annotated[Optional[int], typer.Option(help="Label budget, as in `graft run` (it shapes the train split).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for the gate's outputs (default: .graft/reports/validate-<time>).")] = None,
+) -> None:
+    """Run the target-data gate alone: decode, split and check the data; train and register nothing.
+
+    Prints every check (failures with example paths) and drift warnings, writes the GE result JSON, the manifest table and the Data Docs site, and exits 0 when the data passes, 3 when it fails.
+    """
+    from datetime import datetime
+
+    import mlflow
+
+    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.validation import raise_if_failed
+    from graft.validation.run import previous_accepted_profile, validate_target_data
+
+    overrides: dict = {"data": {key: value for key, value in {"target": target, "labels_per_class": labels_per_class}.items() if value is not None}}
+    cfg = _load(config, overrides)
+    layout = configure_environment()
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
+    reference = previous_accepted_profile(cfg.tracking.experiment_name, cfg.registry.model_name)
+    folder = output or layout.reports / f"validate-{datetime.now():%Y%m%d-%H%M%S}"
+    outcome = validate_target_data(cfg.data.target, cfg, folder, layout.data_cache / "decoded", reference)
+    report = outcome.report
+    typer.echo(f"{cfg.data.target}: {report.rows} files, fingerprint {outcome.fingerprint[:16]}"
+               f"{' (decoded from cache)' if outcome.from_cache else ''}")
+    for check in report.checks:
+        typer.echo(f"  {'PASS' if check.success else ('CRASH' if check.crashed else 'FAIL')}  {check.line() if not check.success else check.check}")
+    for line in report.warning_lines():
+        typer.echo(f"  WARN  {line}")
+    if reference is None:
+        typer.echo("  (no previous accepted target for this model name: drift not checked)")
+    for kind, path in outcome.files.items():
+        typer.echo(f"  {kind}: {path}")
+    raise_if_failed(report, cfg.data.target)
+    typer.echo("gate passed")
 
 
 @app.command()

@@ -31,6 +31,7 @@ class DataConfig(StrictModel):
     frame_size: int = Field(28, ge=8, le=512, description="Side of the square working image.")
     content_box: int = Field(20, ge=4, le=512, description="Side of the box the content is scaled into.")
     channels: Literal[1, 3] = 1
+    decode_workers: int | None = Field(None, ge=1, le=64, description="Worker processes that decode images; null: one per core.")
 
     @model_validator(mode="after")
     def _check_geometry(self) -> "DataConfig":
@@ -157,6 +158,31 @@ class GateConfig(StrictModel):
         default_factory=lambda: {"train": 1, "val": 2, "test": 5},
         description="Minimum images of every class in each split.",
     )
+    max_class_imbalance: float | None = Field(
+        10.0, gt=1, description="Largest class over smallest class, in images; null disables the check."
+    )
+    min_pixel_std: float = Field(
+        0.0, ge=0, lt=1, description="Images whose pixel standard deviation (0..1) is not above this are blank."
+    )
+    expected_labels: list[str] | None = Field(
+        None, description="The exact label set the target must use; null accepts the labels found in the data."
+    )
+    max_pixel_mean_shift: float = Field(
+        0.1, gt=0, le=1, description="Drift warning: mean intensity (0..1) shift against the previous accepted target."
+    )
+    max_pixel_std_shift: float = Field(
+        0.1, gt=0, le=1, description="Drift warning: shift of the mean per-image contrast against the previous accepted target."
+    )
+
+    @field_validator("min_images_per_class")
+    @classmethod
+    def _known_splits(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {"train", "val", "test"})
+        if unknown:
+            raise ValueError(f"unknown split(s) {unknown}; use train, val and test")
+        if any(count < 1 for count in value.values()):
+            raise ValueError("every minimum must be at least 1")
+        return value
 
 
 class GraftConfig(StrictModel):
@@ -187,9 +213,23 @@ NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside 
 PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain")
 
 
+# The data keys the source side depends on: a new target (or label budget) keeps ingest and pretrain cached.
+SOURCE_DATA_KEYS = ("source", "frame_size", "content_box", "channels", "decode_workers")
+
+
 def config_sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The part of a config dict a step depends on, so editing other sections keeps its cache."""
-    return {name: values[name] for name in names if name in values}
+    """The part of a config dict a step depends on, so editing other sections keeps its cache.
+
+    The source side (``PRETRAIN_SECTIONS``) sees only the source keys of ``data``.
+    """
+    sections = {name: values[name] for name in names if name in values}
+    if names == PRETRAIN_SECTIONS and isinstance(sections.get("data"), dict):
+        sections["data"] = source_data(sections["data"])
+    return sections
+
+
+def source_data(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key in SOURCE_DATA_KEYS}
 
 
 def _format_validation_error(error: ValidationError, origin: str) -> str:

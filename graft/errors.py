@@ -28,3 +28,9 @@ class RegistryError(GraftError):
     """The model registry or tracking server cannot do what was asked."""
 
     exit_code = 4
+
+
+class GateCrashed(GraftError):
+    """A data-gate check raised instead of judging the data: a bug or a schema problem, not bad data."""
+
+    exit_code = 5

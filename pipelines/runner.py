@@ -40,6 +40,14 @@ def run_transfer(config: GraftConfig, run_name: str | None = None, enable_cache:
     from pipelines.stack import ensure_local_stack
     from pipelines.transfer_pipeline import transfer_pipeline
 
+    from graft.data.sources import data_fingerprint
+
+    # Fingerprints before the pipeline: bad paths fail here in one line, and changed files behind
+    # an unchanged path reach the step cache keys as a changed parameter.
+    fingerprints = {
+        "source_fingerprint": data_fingerprint(config.data.source, "source"),
+        "target_fingerprint": data_fingerprint(config.data.target, "target"),
+    }
     source_utils.set_custom_source_root(str(project_root()))
     ensure_local_stack(tracking_uri)
     started = time.perf_counter()
@@ -51,7 +59,7 @@ def run_transfer(config: GraftConfig, run_name: str | None = None, enable_cache:
     quiet_expected_failures()
     try:
         run = transfer_pipeline.with_options(**options)(
-            source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json")
+            source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
         )
     except Exception as failure:
         raise user_facing_failure(options["run_name"]) or failure

@@ -21,6 +21,10 @@ def content_fingerprint(images: torch.Tensor, labels: torch.Tensor, class_names:
     return digest.hexdigest()
 
 
+PREDEFINED_SPLITS = ("train", "val", "test")
+SPLIT_CODES = {None: -1, **{name: code for code, name in enumerate(PREDEFINED_SPLITS)}}
+
+
 @dataclass
 class ImageDataset:
     """Decoded images ``(N, C, H, W)`` uint8, integer labels into ``class_names``."""
@@ -30,6 +34,8 @@ class ImageDataset:
     class_names: list[str]
     origin: str
     fingerprint: str = ""
+    # Per image: -1, or the split the data itself assigns (see SPLIT_CODES).
+    split_codes: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -37,6 +43,10 @@ class ImageDataset:
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must hold one entry per image")
         self.labels = self.labels.to(torch.int64)
+        if self.split_codes is None:
+            self.split_codes = torch.full((self.images.shape[0],), -1, dtype=torch.int8)
+        if self.split_codes.shape != self.labels.shape:
+            raise ValueError("split_codes must hold one entry per image")
         if not self.fingerprint:
             self.fingerprint = content_fingerprint(self.images, self.labels, self.class_names)
 
@@ -58,7 +68,16 @@ class ImageDataset:
             "class_names": list(self.class_names),
             "origin": self.origin,
             "fingerprint": self.fingerprint,
+            "split_codes": self.split_codes,
         }
+
+    @property
+    def has_predefined_splits(self) -> bool:
+        return bool((self.split_codes >= 0).any())
+
+    def predefined(self, split: str) -> torch.Tensor:
+        """Indices of the images the data itself puts in ``split``."""
+        return torch.nonzero(self.split_codes == SPLIT_CODES[split]).flatten()
 
     @classmethod
     def from_state(cls, state: dict) -> "ImageDataset":

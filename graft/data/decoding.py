@@ -2,7 +2,9 @@
 
 EXIF orientation is applied; palette and grayscale-with-alpha images become RGB or L; 16-bit
 images are scaled to 8 bits; alpha is composited onto black (the background of the digits).
-PIL's decompression-bomb limit stays in force.
+PIL's decompression-bomb limit stays in force: an image whose header declares more than
+``Image.MAX_IMAGE_PIXELS`` pixels is refused before its pixels are read. Truncated files fail
+because the pixels are loaded, not only ``verify()``-ed.
 """
 
 from __future__ import annotations
@@ -12,20 +14,54 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graft.data.catalog import IMAGE_SUFFIXES, is_hidden_or_system
 from graft.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+class UndecodableImage(Exception):
+    """The file is not an image graft can use; the message says why in a few words."""
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """Decode ``path`` or raise ``UndecodableImage`` (zero bytes, not an image, truncated, too large)."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    # The limit is enforced below from the header, so PIL's own warning would only be noise.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    if path.stat().st_size == 0:
+        raise UndecodableImage("zero-byte file")
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise UndecodableImage(
+                    f"{width}x{height} pixels exceeds the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
+                )
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except UnidentifiedImageError:
+        raise UndecodableImage("not an image file") from None
+    except Image.DecompressionBombError as error:
+        raise UndecodableImage(f"decompression bomb ({error})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        reason = "truncated image" if "truncated" in str(error).lower() else f"{type(error).__name__}: {error}"
+        raise UndecodableImage(reason) from None
+    return _to_tensor(image)
 
 
 def decode_image_file(path: Path) -> torch.Tensor:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    """Decode ``path``; a file that cannot be used is a ``DataError`` naming it."""
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+        return read_image(path)
+    except UndecodableImage as error:
+        raise DataError(f"{path}: cannot decode image ({error})") from None
+
+
+def _to_tensor(image) -> torch.Tensor:
+    from PIL import Image
+
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = array.max() if array.max() > 255 else 255.0
@@ -54,7 +90,7 @@ def collect_image_files(paths: list[Path]) -> list[Path]:
                     for child in path.rglob("*")
                     if child.is_file()
                     and child.suffix.lower() in IMAGE_SUFFIXES
-                    and not any(part.startswith(".") or part == "__MACOSX" for part in child.relative_to(path).parts)
+                    and not any(is_hidden_or_system(part) for part in child.relative_to(path).parts)
                 )
             )
         elif path.is_file():

@@ -1,4 +1,8 @@
-"""Turn a ``--source``/``--target`` spec into an ``ImageDataset`` in the working geometry."""
+"""Turn a ``--source``/``--target`` spec into decoded images in the working geometry.
+
+A spec is ``builtin:mnist``, ``builtin:digits``, an ImageFolder tree or a CSV/Parquet manifest
+(see ``graft.data.catalog``). Every kind goes through the same decode cache.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +11,125 @@ from pathlib import Path
 import torch
 
 from graft.data.builtin import BUILTIN_DATASETS
+from graft.data.catalog import Catalog, read_catalog
 from graft.data.dataset import ImageDataset, content_fingerprint
+from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, catalog_fingerprint, decode_catalog, pixel_statistics
 from graft.data.preprocessing import frame_images, match_channels
 from graft.errors import DataError
 
 BUILTIN_PREFIX = "builtin:"
+SPEC_HELP = "builtin:mnist, builtin:digits, an ImageFolder folder or a .csv/.parquet manifest"
+
+
+def _origin(spec: str, role: str) -> str:
+    return f"--{role} {spec}"
 
 
 def check_spec(spec: str, role: str) -> None:
     """Cheap check before a pipeline starts: the spec names something that exists."""
     if not spec or not spec.strip():
-        raise DataError(f"--{role} is empty; give builtin:mnist, builtin:digits or a path")
+        raise DataError(f"--{role} is empty; give {SPEC_HELP}")
     if spec.startswith(BUILTIN_PREFIX):
         name = spec.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_DATASETS:
             known = ", ".join(BUILTIN_PREFIX + key for key in sorted(BUILTIN_DATASETS))
-            raise DataError(f"--{role} {spec}: unknown built-in dataset; choose one of {known}")
+            raise DataError(f"{_origin(spec, role)}: unknown built-in dataset; choose one of {known}")
         return
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(f"--{role} {spec}: no such file or folder; give builtin:mnist, builtin:digits or a path")
-    raise DataError(f"--{role} {spec}: only built-in datasets are supported in this version")
+    if not Path(spec).expanduser().exists():
+        raise DataError(f"{_origin(spec, role)}: no such file or folder; give {SPEC_HELP}")
+
+
+def read_spec_catalog(spec: str, role: str) -> Catalog:
+    check_spec(spec, role)
+    return read_catalog(Path(spec).expanduser(), _origin(spec, role))
+
+
+def _builtin_arrays(spec: str, role: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    check_spec(spec, role)
+    images, labels, class_names = BUILTIN_DATASETS[spec.removeprefix(BUILTIN_PREFIX)]()
+    if images.shape[0] == 0:
+        raise DataError(f"{_origin(spec, role)}: the dataset holds no images")
+    return images, labels, class_names
 
 
 def data_fingerprint(spec: str, role: str = "target") -> str:
-    """sha256 of the data a spec names (pixels or file bytes, and labels), whatever the working geometry.
+    """sha256 of the data a spec names (file bytes or pixels, paths, labels, splits).
 
-    The same value becomes ``ImageDataset.fingerprint`` and the registry's lineage tags, so a
-    watcher can compare the data on disk with what the champion was trained on.
+    It does not depend on the working geometry. The same value becomes
+    ``ImageDataset.fingerprint`` and the registry's lineage tags, so a watcher can compare the
+    data on disk with what the champion was trained on without decoding anything.
     """
-    check_spec(spec, role)
-    images, labels, class_names = BUILTIN_DATASETS[spec.removeprefix(BUILTIN_PREFIX)]()
-    return content_fingerprint(images, labels, class_names)
+    if spec and spec.startswith(BUILTIN_PREFIX):
+        return content_fingerprint(*_builtin_arrays(spec, role))
+    return catalog_fingerprint(read_spec_catalog(spec, role))[0]
 
 
-def load_dataset(spec: str, role: str, frame_size: int, content_box: int, channels: int) -> ImageDataset:
-    """Load, decode and frame a dataset; raises ``DataError`` with a one-line reason."""
-    check_spec(spec, role)
-    images, labels, class_names = BUILTIN_DATASETS[spec.removeprefix(BUILTIN_PREFIX)]()
+def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:
+    images, labels, class_names = _builtin_arrays(spec, role)
     fingerprint = content_fingerprint(images, labels, class_names)
-    if images.shape[0] == 0:
-        raise DataError(f"--{role} {spec}: the dataset holds no images")
-    framed = frame_images(match_channels(images, channels), frame_size, content_box)
+    framed = frame_images(match_channels(images, geometry.channels), geometry.frame_size, geometry.content_box)
+
+    def results():
+        for index, (native, label) in enumerate(zip(images, labels.tolist())):
+            pixel_sha, mean, std = pixel_statistics(native)
+            channels, height, width = (int(value) for value in native.shape)
+            record = FileRecord(
+                path=f"{spec}#{index}",
+                label=class_names[label],
+                split=None,
+                bytes=native.numel(),
+                sha256=pixel_sha,
+                width=width,
+                height=height,
+                channels=channels,
+                pixel_sha256=pixel_sha,
+                pixel_mean=mean,
+                pixel_std=std,
+            )
+            yield record, framed[index]
+
+    return assemble(fingerprint, class_names, geometry, results())
+
+
+def decode_spec(spec: str, role: str, geometry: Geometry, cache_dir: Path | None = None, workers: int | None = None) -> DecodedData:
+    """Every image of a spec, decoded and framed, with a record per file (failures included)."""
+    if spec and spec.startswith(BUILTIN_PREFIX):
+        return _decode_builtin(spec, role, geometry)
+    return decode_catalog(read_spec_catalog(spec, role), geometry, cache_dir, workers)
+
+
+def to_dataset(decoded: DecodedData, origin: str) -> ImageDataset:
     return ImageDataset(
-        images=framed, labels=labels.to(torch.int64), class_names=class_names, origin=spec, fingerprint=fingerprint
+        images=decoded.images,
+        labels=decoded.labels,
+        class_names=decoded.class_names,
+        origin=origin,
+        fingerprint=decoded.fingerprint,
+        split_codes=decoded.split_codes,
     )
+
+
+def load_dataset(
+    spec: str,
+    role: str,
+    frame_size: int,
+    content_box: int,
+    channels: int,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+) -> ImageDataset:
+    """Load, decode and frame a dataset whose every file must decode (the source).
+
+    The target goes through ``decode_spec`` instead, so the gate can report bad files itself.
+    """
+    decoded = decode_spec(spec, role, Geometry(frame_size, content_box, channels), cache_dir, workers)
+    failed = decoded.failed
+    if failed:
+        examples = "; ".join(f"{record.path}: {record.error}" for record in failed[:3])
+        more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise DataError(f"{_origin(spec, role)}: {len(failed)} file(s) cannot be decoded: {examples}{more}; remove or replace them")
+    if len(decoded.images) == 0:
+        raise DataError(f"{_origin(spec, role)}: the dataset holds no images")
+    if len(decoded.class_names) < 2:
+        raise DataError(f"{_origin(spec, role)}: only one class ({decoded.class_names[0]}); a classifier needs at least two")
+    return to_dataset(decoded, spec)

@@ -63,15 +63,35 @@ def split_target(
     split_seed: int,
     budget_seed: int,
 ) -> TargetSplits:
-    """Fixed val/test splits from ``split_seed``; the label budget drawn from the training pool."""
+    """Fixed val/test splits from ``split_seed``; the label budget drawn from the training pool.
+
+    Splits the data predefines (ImageFolder ``train/val/test`` folders, a manifest's ``split``
+    column) are kept as they are; a missing val or test split is carved out of train.
+    """
     if len(dataset) == 0:
         raise DataError(f"target {dataset.origin}: the dataset holds no images")
-    parts = stratified_split(
-        dataset.labels, dataset.num_classes, {"test": test_fraction, "val": val_fraction, "pool": 0.0}, split_seed
-    )
+    if dataset.has_predefined_splits:
+        parts = _predefined_parts(dataset, val_fraction, test_fraction, split_seed)
+    else:
+        parts = stratified_split(
+            dataset.labels, dataset.num_classes, {"test": test_fraction, "val": val_fraction, "pool": 0.0}, split_seed
+        )
     train, unlabeled = take_per_class(dataset.labels, parts["pool"], dataset.num_classes, labels_per_class, budget_seed)
     return TargetSplits(
         dataset=dataset,
         indices={"train": train, "unlabeled": unlabeled, "val": parts["val"], "test": parts["test"]},
         labels_per_class=labels_per_class,
     )
+
+
+def _predefined_parts(dataset: ImageDataset, val_fraction: float, test_fraction: float, seed: int) -> dict[str, torch.Tensor]:
+    pool = dataset.predefined("train")
+    parts = {"val": dataset.predefined("val"), "test": dataset.predefined("test")}
+    carve = {name: fraction for name, fraction in (("test", test_fraction), ("val", val_fraction)) if parts[name].numel() == 0}
+    if carve:
+        carved = stratified_split(dataset.labels[pool], dataset.num_classes, {**carve, "pool": 0.0}, seed)
+        for name in carve:
+            parts[name] = pool[carved[name]]
+        pool = pool[carved["pool"]]
+    parts["pool"] = pool
+    return parts

@@ -21,5 +21,5 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_temperature.exp())
+    temperature = float(log_temperature.detach().exp())
     return temperature if 0.01 < temperature < 100 else 1.0

@@ -1,32 +1,61 @@
-"""A Great Expectations 1.x suite, built in code, run in an ephemeral context on the manifest.
+"""A Great Expectations 1.x suite, built in code, over the target's manifest table.
+
+Two suites run in one checkpoint: ``target_gate`` blocks the run when it fails; ``target_drift``
+compares pixel statistics with the previous accepted target and only warns. The checkpoint
+renders Data Docs into a folder of our choosing, because an ephemeral context writes them to a
+temporary folder that vanishes.
 
 A check that fails on the data and a check that crashed (GE catches exceptions and reports them
-as failed results) are told apart: the first is bad data, the second a bug or a schema problem.
+as failed results, with ``exception_info``) are told apart: the first is bad data, the second a
+bug or a schema problem, and the two stop the run with different messages.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from graft.validation.manifest import LABELLED_SPLITS
+from graft.validation.manifest import ALL_SPLITS, LABELLED_SPLITS, UNSPLIT
 
 EXPECTED_COLUMNS = [
-    "item",
-    "split",
+    "path",
     "label",
-    "channels",
-    "height",
+    "split",
+    "bytes",
+    "sha256",
     "width",
+    "height",
+    "channels",
     "pixel_sha256",
     "pixel_mean",
     "pixel_std",
-    "class_count_in_split",
+    "decode_error",
+    "decode_status",
+    "bytes_in_other_split",
     "pixels_in_other_split",
+    "class_count_in_split",
+    "class_count",
 ]
+DECODED = 'decode_status=="ok"'
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """The numbers the suite checks against (``gate:`` in the config)."""
+
+    min_images_per_class: dict[str, int]
+    max_class_imbalance: float | None = 10.0
+    min_pixel_std: float = 0.0
+    expected_labels: list[str] | None = None
+    max_pixel_mean_shift: float = 0.1
+    max_pixel_std_shift: float = 0.1
 
 
 @dataclass
@@ -39,120 +68,263 @@ class CheckOutcome:
     examples: list
     detail: str = ""
 
+    def line(self) -> str:
+        kind = "crashed" if self.crashed else "failed"
+        count = f", {self.unexpected_count} row(s)" if self.unexpected_count else ""
+        examples = f", e.g. {', '.join(self.examples[:3])}" if self.examples else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.check} {kind}{count}{examples}{detail}"
+
 
 @dataclass
 class GateReport:
     success: bool
     rows: int
     checks: list[CheckOutcome] = field(default_factory=list)
+    warnings: list[CheckOutcome] = field(default_factory=list)
     ge_result: dict = field(default_factory=dict)
+    profile: dict = field(default_factory=dict)
+    reference: dict | None = None
+    data_docs: str | None = None  # folder holding the rendered Data Docs site
 
     @property
     def failures(self) -> list[CheckOutcome]:
         return [check for check in self.checks if not check.success]
 
+    @property
+    def crashed(self) -> list[CheckOutcome]:
+        return [check for check in self.checks + self.warnings if check.crashed]
+
     def summary_lines(self) -> list[str]:
-        lines = []
-        for check in self.failures:
-            kind = "crashed" if check.crashed else "failed"
-            where = f" on {check.column}" if check.column else ""
-            count = f", {check.unexpected_count} row(s)" if check.unexpected_count else ""
-            examples = f", e.g. {check.examples[:3]}" if check.examples else ""
-            detail = f": {check.detail}" if check.detail else ""
-            lines.append(f"{check.check}{where} {kind}{count}{examples}{detail}")
-        return lines
+        return [check.line() for check in self.failures]
+
+    def warning_lines(self) -> list[str]:
+        return [check.line() for check in self.warnings if not check.success]
 
     def as_dict(self) -> dict:
-        return {"success": self.success, "rows": self.rows, "checks": [asdict(check) for check in self.checks]}
+        return {
+            "success": self.success,
+            "rows": self.rows,
+            "checks": [asdict(check) for check in self.checks],
+            "warnings": [asdict(check) for check in self.warnings],
+            "profile": self.profile,
+            "reference": self.reference,
+        }
 
 
-def _expectations(class_names: list[str], min_per_class: dict[str, int]) -> list:
+def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateThresholds) -> list:
     import great_expectations.expectations as gxe
 
+    def labelled(expectation_class, check: str, **kwargs):
+        return expectation_class(meta={"check": check}, **kwargs)
+
+    expected_labels = thresholds.expected_labels or class_names
     expectations = [
-        gxe.ExpectTableColumnsToMatchSet(column_set=EXPECTED_COLUMNS, exact_match=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        *[gxe.ExpectColumnValuesToNotBeNull(column=column) for column in ("item", "split", "label", "pixel_sha256")],
-        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(class_names)),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(LABELLED_SPLITS)),
-        gxe.ExpectColumnValuesToBeUnique(column="item"),
-        gxe.ExpectColumnValuesToBeInSet(column="pixels_in_other_split", value_set=[False]),
-        gxe.ExpectColumnValuesToBeBetween(column="pixel_std", min_value=0.0, strict_min=True),
+        labelled(gxe.ExpectTableColumnsToMatchSet, "manifest schema", column_set=EXPECTED_COLUMNS, exact_match=True),
+        labelled(gxe.ExpectTableRowCountToBeBetween, "at least one image", min_value=1),
+        *[
+            labelled(gxe.ExpectColumnValuesToNotBeNull, f"no missing {column}", column=column)
+            for column in ("path", "label", "split", "bytes", "sha256", "decode_status")
+        ],
+        labelled(gxe.ExpectColumnValuesToBeUnique, "one row per file", column="path"),
+        labelled(gxe.ExpectColumnValuesToBeInSet, "labels in the expected set", column="label", value_set=list(expected_labels)),
+        labelled(gxe.ExpectColumnValuesToBeInSet, "known split names", column="split", value_set=[*ALL_SPLITS, UNSPLIT]),
+        labelled(gxe.ExpectColumnValuesToBeBetween, "no zero-byte files", column="bytes", min_value=1),
+        labelled(gxe.ExpectColumnValuesToBeInSet, "every file decodes", column="decode_status", value_set=["ok"]),
+        labelled(
+            gxe.ExpectColumnValuesToBeInSet,
+            "no identical files across train/val/test",
+            column="bytes_in_other_split",
+            value_set=[False],
+        ),
+        labelled(
+            gxe.ExpectColumnValuesToBeInSet,
+            "no identical pixels across train/val/test",
+            column="pixels_in_other_split",
+            value_set=[False],
+        ),
+        labelled(
+            gxe.ExpectColumnValuesToBeBetween,
+            "no constant (blank) images",
+            column="pixel_std",
+            min_value=thresholds.min_pixel_std,
+            strict_min=True,
+            row_condition=DECODED,
+            condition_parser="pandas",
+        ),
     ]
+    if thresholds.expected_labels:
+        expectations.append(
+            labelled(
+                gxe.ExpectColumnDistinctValuesToContainSet,
+                "every expected label present",
+                column="label",
+                value_set=list(thresholds.expected_labels),
+            )
+        )
+    if thresholds.max_class_imbalance and not table.empty:
+        # largest / smallest <= limit  <=>  every class holds at least largest / limit images
+        smallest_allowed = math.ceil(int(table["class_count"].max()) / thresholds.max_class_imbalance)
+        expectations.append(
+            labelled(
+                gxe.ExpectColumnValuesToBeBetween,
+                f"class imbalance at most {thresholds.max_class_imbalance:g}:1",
+                column="class_count",
+                min_value=smallest_allowed,
+            )
+        )
     for split in LABELLED_SPLITS:
         condition = f'split=="{split}"'
+        minimum = thresholds.min_images_per_class.get(split, 1)
         expectations.append(
-            gxe.ExpectColumnDistinctValuesToContainSet(
+            labelled(
+                gxe.ExpectColumnDistinctValuesToContainSet,
+                f"every class present in the {split} split",
                 column="label",
                 value_set=list(class_names),
                 row_condition=condition,
                 condition_parser="pandas",
-                meta={"check": f"every class present in the {split} split"},
             )
         )
         expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(
+            labelled(
+                gxe.ExpectColumnValuesToBeBetween,
+                f"at least {minimum} images per class in the {split} split",
                 column="class_count_in_split",
-                min_value=min_per_class.get(split, 1),
+                min_value=minimum,
                 row_condition=condition,
                 condition_parser="pandas",
-                meta={"check": f"at least {min_per_class.get(split, 1)} images per class in the {split} split"},
             )
         )
     return expectations
 
 
-def _describe_result(result) -> CheckOutcome:
+def _drift_expectations(reference: dict, thresholds: GateThresholds) -> list:
+    import great_expectations.expectations as gxe
+
+    checks = []
+    for column, tolerance in (("pixel_mean", thresholds.max_pixel_mean_shift), ("pixel_std", thresholds.max_pixel_std_shift)):
+        centre = float(reference[column])
+        checks.append(
+            gxe.ExpectColumnMeanToBeBetween(
+                column=column,
+                min_value=centre - tolerance,
+                max_value=centre + tolerance,
+                row_condition=DECODED,
+                condition_parser="pandas",
+                meta={"check": f"{column} within {tolerance:g} of the previous accepted target ({centre:.3f})"},
+            )
+        )
+    return checks
+
+
+def _examples(details: dict) -> list[str]:
+    indexed = details.get("partial_unexpected_index_list") or []
+    if indexed and isinstance(indexed[0], dict) and "path" in indexed[0]:
+        return [str(row["path"]) for row in indexed[:5]]
+    return [str(value) for value in (details.get("partial_unexpected_list") or [])[:5]]
+
+
+def _describe_result(result, table: pd.DataFrame) -> CheckOutcome:
     config = result.expectation_config
     kwargs = dict(config.kwargs)
     details = result.result or {}
     exception = result.exception_info or {}
     crashed = bool(exception.get("raised_exception"))
     label = (config.meta or {}).get("check")
-    examples = details.get("partial_unexpected_list") or []
+    examples = _examples(details)
     detail = ""
     if crashed:
-        detail = str(exception.get("exception_message", "")).splitlines()[0] if exception.get("exception_message") else "crashed"
+        message = str(exception.get("exception_message") or "").strip()
+        detail = message.splitlines()[0] if message else "crashed"
+    elif kwargs.get("column") == "decode_status" and not result.success:
+        bad = table[table["decode_status"] != "ok"].head(3)
+        examples = [f"{row.path} ({row.decode_status})" for row in bad.itertuples()]
     elif "observed_value" in details and not examples:
-        detail = f"observed {details['observed_value']}"
+        observed = details["observed_value"]
+        detail = f"observed {observed:.4g}" if isinstance(observed, float) else f"observed {observed}"
     return CheckOutcome(
-        check=f"{config.type} ({label})" if label else config.type,
+        check=label or config.type,
         column=kwargs.get("column"),
         success=bool(result.success),
         crashed=crashed,
         unexpected_count=details.get("unexpected_count"),
-        examples=[str(value) for value in examples[:5]],
+        examples=examples,
         detail=detail,
     )
 
 
-def run_gate(table: pd.DataFrame, class_names: list[str], min_per_class: dict[str, int]) -> GateReport:
-    """Validate ``table`` and return every check's outcome plus GE's own JSON result."""
+def _quiet_great_expectations() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    import great_expectations as gx
+    import great_expectations  # noqa: F401
 
     for name in [logger for logger in logging.root.manager.loggerDict if logger.startswith("great_expectations")]:
         logging.getLogger(name).setLevel(logging.ERROR)  # GE pins some module loggers to INFO at import
+
+
+def run_gate(
+    table: pd.DataFrame,
+    class_names: list[str],
+    thresholds: GateThresholds,
+    reference: dict | None = None,
+    data_docs_dir: Path | None = None,
+) -> GateReport:
+    """Validate ``table``; return every outcome, GE's JSON and, if asked, the Data Docs site."""
+    from graft.validation.manifest import target_profile
+
+    _quiet_great_expectations()
     if table.empty:
-        empty = CheckOutcome("expect_table_row_count_to_be_between", None, False, False, 0, [], "no images")
+        empty = CheckOutcome("at least one image", None, False, False, 0, [], "no images")
         return GateReport(success=False, rows=0, checks=[empty])
+    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas(name="target")
-    asset = source.add_dataframe_asset(name="manifest")
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-    suite = context.suites.add(gx.ExpectationSuite(name="target_gate"))
-    for expectation in _expectations(class_names, min_per_class):
-        suite.add_expectation(expectation)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="target_gate", data=batch_definition, suite=suite)
+    project = Path(tempfile.mkdtemp(prefix="graft-gx-"))
+    try:
+        context = gx.get_context(mode="file", project_root_dir=project)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        batch = context.data_sources.add_pandas(name="target").add_dataframe_asset(name="manifest")
+        whole = batch.add_batch_definition_whole_dataframe("whole")
+        suites = {"target_gate": _gate_expectations(table, class_names, thresholds)}
+        if reference:
+            suites["target_drift"] = _drift_expectations(reference, thresholds)
+        definitions = []
+        for name, expectations in suites.items():
+            suite = context.suites.add(gx.ExpectationSuite(name=name))
+            for expectation in expectations:
+                suite.add_expectation(expectation)
+            definitions.append(context.validation_definitions.add(gx.ValidationDefinition(name=name, data=whole, suite=suite)))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name="target_checkpoint",
+                validation_definitions=definitions,
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if data_docs_dir else [],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": ["path"]},
+            )
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": table})
+        by_suite = {run.suite_name: run for run in result.run_results.values()}
+        checks = [_describe_result(item, table) for item in by_suite["target_gate"].results]
+        warnings = [_describe_result(item, table) for item in by_suite["target_drift"].results] if reference else []
+        docs = None
+        if data_docs_dir:
+            site = project / "gx" / "uncommitted" / "data_docs" / "local_site"
+            if site.is_dir():
+                shutil.rmtree(data_docs_dir, ignore_errors=True)
+                shutil.copytree(site, data_docs_dir)
+                docs = str(data_docs_dir)
+        ge_result = {name: run.describe_dict() for name, run in by_suite.items()}
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    success = all(check.success for check in checks)
+    return GateReport(
+        success=success,
+        rows=len(table),
+        checks=checks,
+        warnings=warnings,
+        ge_result=ge_result,
+        profile=target_profile(table),
+        reference=reference,
+        data_docs=docs,
     )
-    result = definition.run(
-        batch_parameters={"dataframe": table},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-    )
-    checks = [_describe_result(item) for item in result.results]
-    return GateReport(success=bool(result.success), rows=len(table), checks=checks, ge_result=result.describe_dict())

@@ -1,46 +1,70 @@
-"""One row per target image: split, label and what the pixels say about it."""
+"""The manifest table the gate validates: one row per target file, decodable or not.
+
+Columns: path, label, split, width, height, channels, bytes, sha256, pixel_sha256, pixel_mean,
+pixel_std, decode_error, plus derived columns that turn table-level rules (leakage across
+splits, class counts) into row-level checks whose failing rows name the files.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import asdict
 
 import pandas as pd
-import torch
 
 from graft.data.dataset import TargetSplits
+from graft.data.ingest import FileRecord
 
 LABELLED_SPLITS = ("train", "val", "test")
+ALL_SPLITS = ("train", "unlabeled", "val", "test")
+UNSPLIT = "unsplit"  # files that never reached a split because they did not decode
+LEAKAGE_GROUP = {"train": "train", "unlabeled": "train", "val": "val", "test": "test", UNSPLIT: UNSPLIT}
 
 
-def pixel_hash(image: torch.Tensor) -> str:
-    return hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest()
-
-
-def build_manifest_table(splits: TargetSplits) -> pd.DataFrame:
-    """Rows for the labelled splits; derived columns make split-level rules row-level checks."""
-    dataset = splits.dataset
-    rows = []
-    for split in LABELLED_SPLITS:
+def build_manifest_table(records: list[FileRecord], splits: TargetSplits | None) -> pd.DataFrame:
+    """Rows in file order; decodable files map, in order, onto the dataset's images."""
+    split_of = {}
+    for split in ALL_SPLITS if splits is not None else ():
         for index in splits.indices[split].tolist():
-            image = dataset.images[index]
-            pixels = image.float().div(255.0)
-            rows.append(
-                {
-                    "item": int(index),
-                    "split": split,
-                    "label": dataset.class_names[int(dataset.labels[index])],
-                    "channels": int(image.shape[0]),
-                    "height": int(image.shape[1]),
-                    "width": int(image.shape[2]),
-                    "pixel_sha256": pixel_hash(image),
-                    "pixel_mean": float(pixels.mean()),
-                    "pixel_std": float(pixels.std()) if pixels.numel() > 1 else 0.0,
-                }
-            )
+            split_of[int(index)] = split
+    rows = []
+    image_index = 0
+    for record in records:
+        row = asdict(record)
+        row["decode_error"] = row.pop("error")
+        if record.error:
+            row["split"] = record.split or UNSPLIT
+        else:
+            row["split"] = split_of.get(image_index, UNSPLIT)
+            image_index += 1
+        rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["class_count_in_split"] = table.groupby(["split", "label"])["item"].transform("count")
-    splits_per_hash = table.groupby("pixel_sha256")["split"].transform("nunique")
-    table["pixels_in_other_split"] = splits_per_hash > 1
+    decoded = table["decode_error"] == ""
+    table["decode_status"] = table["decode_error"].where(~decoded, "ok")
+    group = table["split"].map(LEAKAGE_GROUP)
+    table["bytes_in_other_split"] = _seen_in_other_group(table["sha256"], group)
+    # Pixel hashes of files that did not decode are empty, not duplicates of each other.
+    table["pixels_in_other_split"] = _seen_in_other_group(table["pixel_sha256"].where(decoded), group) & decoded
+    table["class_count_in_split"] = table.groupby(["split", "label"])["path"].transform("count")
+    table["class_count"] = table.groupby("label")["path"].transform("count")
     return table
+
+
+def _seen_in_other_group(keys: pd.Series, group: pd.Series) -> pd.Series:
+    frame = pd.DataFrame({"key": keys, "group": group})
+    groups_per_key = frame.dropna(subset=["key"]).groupby("key")["group"].nunique()
+    return keys.map(groups_per_key).fillna(1).gt(1)
+
+
+def target_profile(table: pd.DataFrame) -> dict:
+    """Pixel and class statistics of an accepted target: the reference for the next one's drift check."""
+    decoded = table[table["decode_error"] == ""]
+    return {
+        "images": int(len(decoded)),
+        "pixel_mean": float(decoded["pixel_mean"].mean()) if len(decoded) else 0.0,
+        "pixel_std": float(decoded["pixel_std"].mean()) if len(decoded) else 0.0,
+        "class_shares": {str(label): float(share) for label, share in decoded["label"].value_counts(normalize=True).items()},
+        "median_width": float(decoded["width"].median()) if len(decoded) else 0.0,
+        "median_height": float(decoded["height"].median()) if len(decoded) else 0.0,
+    }

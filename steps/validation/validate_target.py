@@ -1,27 +1,40 @@
 from typing import Annotated
 
 import mlflow
-from zenml import step
+from zenml import get_step_context, save_artifact, step
+from zenml.types import HTMLString
 
 from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
-from graft.data.sources import load_dataset
-from graft.validation import gate_target, raise_if_failed
+from graft.paths import state_layout
+from graft.validation import raise_if_failed
+from graft.validation.run import log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
 from steps.materializers import GraftDataMaterializer
 
 
 @step(experiment_tracker=True, output_materializers={"target_splits": GraftDataMaterializer})
-def validate_target(target: str, settings: dict) -> tuple[
+def validate_target(target: str, target_fingerprint: str, settings: dict) -> tuple[
     Annotated[TargetSplits, "target_splits"],
     Annotated[dict, "validation_report"],
 ]:
-    """Load and split the target, then gate it with Great Expectations; a failure stops the run."""
+    """Decode and split the target, then gate it with Great Expectations; a failure stops the run.
+
+    ``target_fingerprint`` is not read: it is in the signature so that changed files miss the
+    step cache even though the path is the same. The GE result and Data Docs are saved as ZenML
+    artifacts and MLflow artifacts before a failure is raised, so a failed gate can be inspected.
+    """
     config = config_from_dict(settings)
-    data = config.data
-    dataset = load_dataset(target, "target", data.frame_size, data.content_box, data.channels)
-    splits, report = gate_target(dataset, config)
-    mlflow.log_dict(report.as_dict(), "validation/gate_summary.json")
-    mlflow.log_dict(report.ge_result, "validation/ge_result.json")
-    mlflow.set_tag("graft.validation", "passed" if report.success else "failed")
-    raise_if_failed(report, target)
-    return splits, report.as_dict()
+    run_name = get_step_context().pipeline_run.name
+    active = mlflow.active_run()
+    reference = previous_accepted_profile(
+        config.tracking.experiment_name, config.registry.model_name, active.info.run_id if active else None
+    )
+    layout = state_layout()
+    outcome = validate_target_data(target, config, layout.reports / run_name / "validation", layout.data_cache / "decoded", reference)
+    log_outcome_to_mlflow(outcome, config.registry.model_name)
+    save_artifact(outcome.report.ge_result, name="target_gate_result")
+    page = outcome.data_docs_page()
+    if page:
+        save_artifact(HTMLString(page), name="target_data_docs")
+    raise_if_failed(outcome.report, target)
+    return outcome.splits, outcome.report.as_dict()
