@@ -31,12 +31,18 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     images, labels = source.images, source.labels
-    if config.pretrain.max_images and len(source) > config.pretrain.max_images:
+    subsample = bool(config.pretrain.max_images and len(source) > config.pretrain.max_images)
+    if subsample:
         keep = torch.randperm(len(source), generator=generator)[: config.pretrain.max_images]
         images, labels = images[keep], labels[keep]
-    parts = stratified_split(
-        labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
-    )
+    holdout = torch.cat([source.predefined("val"), source.predefined("test")])
+    if not subsample and holdout.numel() > 0:
+        # The source's own val/test folders are its held-out set, as its authors meant them.
+        parts = {"train": source.predefined("train"), "holdout": torch.sort(holdout).values}
+    else:
+        parts = stratified_split(
+            labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
+        )
     mean, std = intensity_statistics(images[parts["train"]])
     preprocessing = PreprocessingSpec(
         frame_size=config.data.frame_size,

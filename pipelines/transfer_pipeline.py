@@ -19,7 +19,7 @@ def transfer_pipeline(source: str, target: str, settings: dict, source_fingerpri
     the cached source data and pretrained model. The data fingerprints are step parameters, so
     the cache follows the files' contents, not only their paths.
     """
-    source_dataset = ingest_source(source=source, source_fingerprint=source_fingerprint, data=source_data(settings["data"]))
+    source_dataset, _source_manifest = ingest_source(source=source, source_fingerprint=source_fingerprint, data=source_data(settings["data"]))
     source_model, pretrain_metrics = pretrain(source_dataset, settings=config_sections(settings, PRETRAIN_SECTIONS))
     target_splits, validation_report = validate_target(
         target=target,

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 
 def content_fingerprint(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> str:
@@ -132,4 +133,30 @@ class TargetSplits:
             dataset=ImageDataset.from_state(state["dataset"]),
             indices=dict(state["indices"]),
             labels_per_class=state["labels_per_class"],
+        )
+
+
+class DataManifest(BaseModel):
+    """What a decoded dataset is, without its pixels: small, readable in the dashboard, hashed by value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    origin: str
+    fingerprint: str
+    images: int
+    class_names: list[str]
+    class_counts: list[int]
+    predefined_splits: bool
+    image_shape: list[int]
+
+    @classmethod
+    def of(cls, dataset: ImageDataset) -> "DataManifest":
+        return cls(
+            origin=dataset.origin,
+            fingerprint=dataset.fingerprint,
+            images=len(dataset),
+            class_names=list(dataset.class_names),
+            class_counts=dataset.class_counts(),
+            predefined_splits=dataset.has_predefined_splits,
+            image_shape=list(dataset.images.shape[1:]),
         )

@@ -3,20 +3,25 @@ from typing import Annotated
 from zenml import step
 
 from graft.config import DataConfig
-from graft.data.dataset import ImageDataset
+from graft.data.dataset import DataManifest, ImageDataset
 from graft.data.sources import load_dataset
 from graft.paths import state_layout
 from steps.materializers import GraftDataMaterializer
 
 
-@step(output_materializers=GraftDataMaterializer)
-def ingest_source(source: str, source_fingerprint: str, data: dict) -> Annotated[ImageDataset, "source_dataset"]:
+@step(output_materializers={"source_dataset": GraftDataMaterializer})
+def ingest_source(source: str, source_fingerprint: str, data: dict) -> tuple[
+    Annotated[ImageDataset, "source_dataset"],
+    Annotated[DataManifest, "source_manifest"],
+]:
     """Decode the source images once into a uint8 tensor in the working geometry.
 
     ``source_fingerprint`` (sha256 of the files) is a parameter so the step cache notices changed
-    files behind an unchanged path; the decode cache under .graft/cache is keyed by it too.
+    files behind an unchanged path; the decode cache under .graft/cache is keyed by it too. Both
+    outputs are hashed by value, so downstream steps re-run only when the data really changed.
     """
     config = DataConfig.model_validate(data)
-    return load_dataset(
+    dataset = load_dataset(
         source, "source", config.frame_size, config.content_box, config.channels, state_layout().data_cache / "decoded", config.decode_workers
     )
+    return dataset, DataManifest.of(dataset)
