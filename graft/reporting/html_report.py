@@ -104,6 +104,15 @@ def render_report(
         f"<p>{len(validation.get('checks', []))} checks on {validation.get('rows', 0)} images: "
         + ("<b>all passed</b>.</p>" if validation.get("success") else "<b class='failed'>failures</b>:</p>" + _table(["check", "column", "outcome", "rows"], validation_rows))
     )
+    drift_rows = [
+        [html.escape(check["check"]), "warning" if not check.get("success") else "ok", html.escape(check.get("detail") or "")]
+        for check in validation.get("warnings", [])
+    ]
+    if drift_rows:
+        validation_html += "<p>Drift against the previous accepted target (warnings only):</p>" + _table(["check", "outcome", "detail"], drift_rows)
+    elif validation:
+        validation_html += "<p>No previous accepted target for this model name: drift not checked.</p>"
+    validation_html += "<p>GE result JSON, manifest CSV and Data Docs: MLflow artifacts under <code>validation/</code>.</p>"
     data_rows = [[html.escape(str(key)), html.escape(str(value))] for key, value in data.items()]
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
