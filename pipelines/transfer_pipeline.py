@@ -23,6 +23,6 @@ def transfer_pipeline(source: str, target: str, settings: dict) -> None:
     target_splits, validation_report = validate_target(
         target=target, settings=config_sections(settings, ("seed", "data", "gate")), after="pretrain"
     )
-    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune")))
+    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune", "compute")))
     evaluation = evaluate(candidates, target_splits, source_model, settings=config_sections(settings, ("finetune", "promotion")))
     register(candidates, evaluation, target_splits, pretrain_metrics, validation_report, settings=settings)
