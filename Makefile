@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graft-installed
 
-.PHONY: setup browser run test test-unit bench bench-transfer mlflow-ui dashboard dashboard-stop clean-state help
+.PHONY: setup browser run test test-unit bench bench-transfer bench-throughput mlflow-ui dashboard dashboard-stop clean-state help
 
 help:
 	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
 	@echo "make test        set up .venv, then run all tests"
 	@echo "make bench       time the demo run (bench/demo_runtime.py)"
+	@echo "make bench-throughput  graft's training loop vs a hand-written loop; orchestration overhead (bench/throughput.py)"
 	@echo "make bench-transfer  label efficiency of every strategy, 1..all labels/class (bench/label_efficiency.py)"
 	@echo "make mlflow-ui   open the MLflow UI on .graft/mlflow.db (http://127.0.0.1:5000)"
 	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml (http://127.0.0.1:8237)"
@@ -42,6 +43,9 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python bench/demo_runtime.py
+
+bench-throughput: setup
+	$(BIN)/python bench/throughput.py
 
 bench-transfer: setup
 	$(BIN)/python bench/label_efficiency.py

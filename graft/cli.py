@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from graft.errors import GraftError
+from graft.errors import ConfigError, GraftError
 
 app = typer.Typer(
     help="Transfer learning on images as a ZenML pipeline: pretrain on a source, gate the target data "
@@ -68,6 +68,10 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name in MLflow.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step instead of reusing cached results.")] = False,
+    orchestration: Annotated[
+        Optional[Path],
+        typer.Option(help="ZenML run config YAML, e.g. configs/kubeflow-gpu.yaml: run on the active ZenML stack with its step settings."),
+    ] = None,
 ) -> None:
     """Run ingest source -> pretrain -> validate target -> finetune -> evaluate -> register."""
     overrides: dict = {}
@@ -91,13 +95,15 @@ def run(
     resolve_device(cfg.device)
     if cfg.data.source == cfg.data.target:
         typer.echo("warning: the source and the target are the same data; transfer will look better than it is", err=True)
+    if orchestration is not None and not orchestration.is_file():
+        raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
     from graft.reporting.summary import candidates_table
     from pipelines.runner import run_transfer
 
     typer.echo(f"graft: {cfg.data.source} -> {cfg.data.target}, {cfg.data.labels_per_class or 'all'} labels/class, "
                f"strategies {', '.join(cfg.finetune.strategies)}, seed {cfg.seed}", err=True)
-    outcome = run_transfer(cfg, enable_cache=not no_cache)
+    outcome = run_transfer(cfg, enable_cache=not no_cache, orchestration=orchestration)
     promotion = outcome.promotion
     typer.echo("")
     typer.echo(f"Source model: {100 * outcome.pretrain['source_holdout_accuracy']:.2f}% on held-out source images")

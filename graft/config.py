@@ -185,6 +185,30 @@ class GateConfig(StrictModel):
         return value
 
 
+class DistributedConfig(StrictModel):
+    pretrain: bool = Field(False, description="Run the pretrain step's training under torchrun with DDP.")
+    finetune: bool = Field(False, description="Run each fine-tuning candidate under torchrun with DDP.")
+    processes: int | Literal["gpus"] = Field(
+        "gpus", description="Processes per node: 'gpus' = one per visible GPU (NCCL), or a number (gloo on CPU)."
+    )
+
+    @field_validator("processes")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("processes must be at least 1 or 'gpus'")
+        return value
+
+
+class ComputeConfig(StrictModel):
+    """How training uses the hardware; the CUDA-only switches are ignored on the CPU."""
+
+    bf16_autocast: bool = Field(True, description="CUDA: forward and loss in bfloat16 autocast.")
+    channels_last: bool = Field(True, description="CUDA: model and image batches in channels-last layout.")
+    compile: bool = Field(False, description="torch.compile the training model (slow first epoch).")
+    distributed: DistributedConfig = DistributedConfig()
+
+
 class GraftConfig(StrictModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -196,6 +220,7 @@ class GraftConfig(StrictModel):
     promotion: PromotionConfig = PromotionConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
+    compute: ComputeConfig = ComputeConfig()
 
     @model_validator(mode="after")
     def _baseline_is_run(self) -> "GraftConfig":
@@ -210,7 +235,7 @@ class GraftConfig(StrictModel):
 
 
 NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside a validator's error
-PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain")
+PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain", "compute")
 
 
 # The data keys the source side depends on: a new target (or label budget) keeps ingest and pretrain cached.

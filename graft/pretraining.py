@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from graft.config import GraftConfig
+from graft.config import GraftConfig, config_from_dict
 from graft.data.dataset import ImageDataset
 from graft.data.preprocessing import PreprocessingSpec, intensity_statistics
 from graft.data.splits import stratified_split
@@ -14,6 +14,7 @@ from graft.models.architectures import ArchitectureSpec, build_classifier
 from graft.models.bundle import ModelBundle
 from graft.training.augment import BatchAugmenter
 from graft.training.devices import resolve_device, seed_everything
+from graft.training.launch import processes_for, run_under_torchrun, should_launch
 from graft.training.loop import Phase, TrainingData, TrainingResult, fit
 
 
@@ -27,7 +28,24 @@ class PretrainResult:
 
 
 def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult:
-    """Train the configured architecture on ``source``; report accuracy on a held-out split."""
+    """Train the configured architecture on ``source``; report accuracy on a held-out split.
+
+    With ``compute.distributed.pretrain`` the training runs under torchrun across the node.
+    """
+    if should_launch(config.compute.distributed.pretrain):
+        processes = processes_for(config.compute.distributed, resolve_device(config.device))
+        state = run_under_torchrun(
+            "graft.pretraining:pretrain_worker",
+            {"source": source.to_state(), "config": config.model_dump(mode="json")},
+            processes,
+        )
+        return PretrainResult(
+            bundle=ModelBundle.from_state(state["bundle"]),
+            training=TrainingResult.from_dict(state["training"]),
+            holdout_accuracy=state["holdout_accuracy"],
+            train_images=state["train_images"],
+            holdout_images=state["holdout_images"],
+        )
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     images, labels = source.images, source.labels
@@ -76,6 +94,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         generator=generator,
         augment=BatchAugmenter(hp.augmentation, generator) if hp.augmentation.enabled else None,
         label="pretrain",
+        compute=config.compute,
     )
     bundle = ModelBundle.from_model(model.cpu(), spec, source.class_names, preprocessing)
     return PretrainResult(
@@ -85,3 +104,15 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         train_images=int(parts["train"].numel()),
         holdout_images=int(parts["holdout"].numel()),
     )
+
+
+def pretrain_worker(payload: dict) -> dict:
+    """One torchrun process of ``pretrain_source``: the same training, on this process's share."""
+    result = pretrain_source(ImageDataset.from_state(payload["source"]), config_from_dict(payload["config"]))
+    return {
+        "bundle": result.bundle.to_state(),
+        "training": result.training.to_dict(),
+        "holdout_accuracy": result.holdout_accuracy,
+        "train_images": result.train_images,
+        "holdout_images": result.holdout_images,
+    }

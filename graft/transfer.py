@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graft.config import GraftConfig
+from graft.config import GraftConfig, config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.data.preprocessing import normalise
 from graft.models.bundle import ModelBundle
@@ -14,6 +14,7 @@ from graft.strategies import TransferContext, create_strategy
 from graft.strategies.base import target_spec
 from graft.training.augment import BatchAugmenter
 from graft.training.devices import resolve_device, seed_everything
+from graft.training.launch import processes_for, run_under_torchrun, should_launch
 from graft.training.loop import TrainingData, TrainingResult, fit
 
 
@@ -56,7 +57,18 @@ def same_label_set(source: ModelBundle, target: TargetSplits) -> bool:
 
 
 def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, config: GraftConfig) -> Candidate:
-    """Build, adapt and train one strategy's model; deterministic for a given config and seed."""
+    """Build, adapt and train one strategy's model; deterministic for a given config and seed.
+
+    With ``compute.distributed.finetune`` the training runs under torchrun across the node.
+    """
+    if should_launch(config.compute.distributed.finetune):
+        processes = processes_for(config.compute.distributed, resolve_device(config.device))
+        state = run_under_torchrun(
+            "graft.transfer:finetune_worker",
+            {"strategy": strategy_name, "source": source.to_state(), "target": target.to_state(), "config": config.model_dump(mode="json")},
+            processes,
+        )
+        return Candidate.from_state(state)
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     strategy = create_strategy(strategy_name, config.finetune.strategies.get(strategy_name))
@@ -83,6 +95,7 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
         augment=BatchAugmenter(augmentation, generator) if augmentation.enabled else None,
         regularizer=regularizer,
         label=strategy_name,
+        compute=config.compute,
     )
     bundle = ModelBundle.from_model(model.cpu(), target_spec(source, context), target.dataset.class_names, source.preprocessing)
     return Candidate(
@@ -95,6 +108,15 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
         best_epoch=result.best_epoch,
         seconds=result.seconds,
     )
+
+
+def finetune_worker(payload: dict) -> dict:
+    """One torchrun process of ``train_candidate``: the same training, on this process's share."""
+    candidate = train_candidate(
+        payload["strategy"], ModelBundle.from_state(payload["source"]), TargetSplits.from_state(payload["target"]),
+        config_from_dict(payload["config"]),
+    )
+    return candidate.to_state()
 
 
 @dataclass

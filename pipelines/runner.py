@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from graft import errors
 from graft.config import GraftConfig
@@ -26,7 +27,11 @@ class RunOutcome:
     tracking_uri: str
 
 
-def run_transfer(config: GraftConfig, run_name: str | None = None, enable_cache: bool = True) -> RunOutcome:
+def run_transfer(
+    config: GraftConfig, run_name: str | None = None, enable_cache: bool = True, orchestration: Path | None = None
+) -> RunOutcome:
+    """Run the pipeline on the local stack, or with ``orchestration`` (a ZenML run-config YAML such as
+    configs/kubeflow-gpu.yaml) on the active ZenML stack with that file's step settings."""
     layout = configure_environment()
     tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
 
@@ -49,12 +54,19 @@ def run_transfer(config: GraftConfig, run_name: str | None = None, enable_cache:
         "target_fingerprint": data_fingerprint(config.data.target, "target"),
     }
     source_utils.set_custom_source_root(str(project_root()))
-    ensure_local_stack(tracking_uri)
+    if orchestration is None:
+        ensure_local_stack(tracking_uri)
+    else:
+        from pipelines.kubeflow import apply_kubeflow_fixes
+
+        apply_kubeflow_fixes()
     started = time.perf_counter()
     options = {
         "settings": {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment_name)},
         "enable_cache": enable_cache,
     }
+    if orchestration is not None:
+        options["config_path"] = str(orchestration)
     options["run_name"] = run_name or f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     quiet_expected_failures()
     try:

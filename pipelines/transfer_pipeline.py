@@ -27,6 +27,6 @@ def transfer_pipeline(source: str, target: str, settings: dict, source_fingerpri
         settings=config_sections(settings, ("seed", "data", "gate", "registry", "tracking")),
         after="pretrain",
     )
-    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune")))
+    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune", "compute")))
     evaluation = evaluate(candidates, target_splits, source_model, settings=config_sections(settings, ("finetune", "promotion")))
     register(candidates, evaluation, target_splits, pretrain_metrics, validation_report, settings=settings)

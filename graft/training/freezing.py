@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def freeze(module: nn.Module) -> None:

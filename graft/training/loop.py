@@ -7,6 +7,7 @@ parameter groups; the weights with the best validation score are restored at the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -20,7 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from graft.config import ComputeConfig
 from graft.data.preprocessing import PreprocessingSpec, normalise
+from graft.training import distributed
+from graft.training.augment import BatchAugmenter
 from graft.training.freezing import train_mode
 
 PROGRESS_ENV = "GRAFT_PROGRESS"
@@ -59,6 +63,13 @@ class TrainingResult:
 
     def history_dicts(self) -> list[dict]:
         return [asdict(record) for record in self.history]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingResult":
+        return cls(**{**values, "history": [EpochRecord(**record) for record in values["history"]]})
 
 
 @dataclass
@@ -122,6 +133,34 @@ def _cosine_with_warmup(total_steps: int, warmup_fraction: float) -> Callable[[i
     return factor
 
 
+def _autocast(device: torch.device, compute: ComputeConfig):
+    if device.type == "cuda" and compute.bf16_autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _evaluate_share(
+    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, group: distributed.ProcessGroup
+) -> tuple[float, float]:
+    """Validation loss and accuracy with each process scoring its share of the images."""
+    count = data.val_images.shape[0]
+    if not group.distributed:
+        return _evaluate(model, data.val_images, data.val_labels, preprocessing)
+    if count == 0:
+        return math.inf, 0.0
+    start, stop = distributed.share(count, group)
+    logits = predict_logits(model, data.val_images[start:stop], preprocessing)
+    targets = data.val_labels[start:stop].cpu()
+    totals = torch.tensor([float(F.cross_entropy(logits, targets, reduction="sum")) if stop > start else 0.0,
+                           float((logits.argmax(dim=1) == targets).sum()) if stop > start else 0.0], dtype=torch.float64)
+    loss_sum, correct = distributed.sum_across(totals.to(_collective_device(data)), group).tolist()
+    return loss_sum / count, correct / count
+
+
+def _collective_device(data: TrainingData) -> torch.device:
+    return data.train_images.device  # NCCL reduces CUDA tensors, gloo CPU ones: the data's device fits both
+
+
 def fit(
     model: nn.Module,
     data: TrainingData,
@@ -134,69 +173,105 @@ def fit(
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     regularizer: Regularizer | None = None,
     label: str = "train",
+    compute: ComputeConfig | None = None,
 ) -> TrainingResult:
-    """Train ``model`` in place through ``phases``; restore the best-validation weights."""
+    """Train ``model`` in place through ``phases``; restore the best-validation weights.
+
+    Under torchrun (``graft.training.distributed``) every process runs this with the same
+    arguments; ``batch_size`` stays the global batch, split across the processes.
+    """
+    compute = compute or ComputeConfig()
+    group = distributed.current()
     device = next(model.parameters()).device
     data = data.to(device)
+    channels_last = device.type == "cuda" and compute.channels_last and data.train_images.dim() == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    restore_batch_norm = distributed.synchronise_batch_norm(model, device) if group.distributed else (lambda: None)
     result = TrainingResult()
     best_state = copy.deepcopy(model.state_dict())
     count = data.train_images.shape[0]
+    mean, std = preprocessing.mean, preprocessing.std
     started = time.perf_counter()
     epoch_counter = 0
     for phase in phases:
         if phase.epochs <= 0 or not phase.param_groups:
             continue
-        trainable = {id(parameter) for group in phase.param_groups for parameter in group["params"]}
+        trainable = {id(parameter) for group_ in phase.param_groups for parameter in group_["params"]}
         for parameter in model.parameters():
             parameter.requires_grad_(id(parameter) in trainable)
-        optimizer = torch.optim.AdamW(phase.param_groups)
+        optimizer = torch.optim.AdamW(phase.param_groups, fused=device.type == "cuda" or None)
         steps_per_epoch = max(1, math.ceil(count / batch_size))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _cosine_with_warmup(phase.epochs * steps_per_epoch, phase.warmup_fraction)
         )
+        # DDP registers gradient hooks for the parameters trainable now, hence one wrapper per phase
+        training_model = distributed.wrap_for_data_parallel(model, device) if group.distributed else model
+        if compute.compile:
+            training_model = torch.compile(training_model)
         stale_epochs = 0
         bar = tqdm(
             total=phase.epochs * steps_per_epoch,
             desc=f"{label}:{phase.name}",
             unit="batch",
             file=sys.stderr,
-            disable=not progress_enabled(),
+            disable=not (progress_enabled() and group.is_main),
             dynamic_ncols=True,
             mininterval=0.5,
             leave=True,
         )
         for epoch in range(1, phase.epochs + 1):
             epoch_counter += 1
-            train_mode(model, phase.frozen_batch_norm_statistics)
+            train_mode(training_model, phase.frozen_batch_norm_statistics)
             order = torch.randperm(count, generator=generator).to(device)
-            loss_sum, correct, seen = 0.0, 0, 0
+            # summed on the device and read once per epoch: a per-batch .item() would stall the GPU
+            totals = torch.zeros(2, device=device, dtype=torch.float64)
+            seen = 0
             for start in range(0, count, batch_size):
-                batch_index = order[start : start + batch_size]
-                if batch_index.numel() < 2 and count >= 2:
+                global_index = order[start : start + batch_size]
+                global_count = global_index.numel()
+                if global_count < 2 and count >= 2:
                     bar.update(1)
                     continue  # a single image breaks BatchNorm in training mode
+                first, last = distributed.share(global_count, group)
+                batch_index = global_index[first:last]
                 pixels = data.train_images[batch_index].float().div_(255.0)
                 if augment is not None:
-                    pixels = augment(pixels)
-                inputs = (pixels - preprocessing.mean) / preprocessing.std
+                    if group.distributed and isinstance(augment, BatchAugmenter):
+                        pixels = augment.apply(pixels, augment.draw(global_count).rows(first, last))
+                    else:
+                        pixels = augment(pixels)
+                inputs = (pixels - mean) / std
+                if channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 targets = data.train_labels[batch_index]
-                logits = model(inputs)
-                loss = F.cross_entropy(logits, targets)
+                with _autocast(device, compute):
+                    logits = training_model(inputs)
+                if group.distributed:
+                    # DDP averages gradients over processes; scaling each share's summed loss by
+                    # world_size / global batch makes that average the global batch's mean loss,
+                    # also when the shares differ in size
+                    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+                    loss = loss_sum * (group.world_size / global_count)
+                else:
+                    loss = F.cross_entropy(logits.float(), targets)
+                    loss_sum = loss * targets.shape[0]
                 total = loss + regularizer(model) if regularizer is not None else loss
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
                 scheduler.step()
-                loss_sum += float(loss.detach()) * targets.shape[0]
-                correct += int((logits.detach().argmax(dim=1) == targets).sum())
-                seen += targets.shape[0]
+                totals[0] += loss_sum.detach()
+                totals[1] += (logits.detach().argmax(dim=1) == targets).sum()
+                seen += global_count
                 bar.update(1)
+            loss_total, correct = distributed.sum_across(totals, group).tolist()
             result.images_seen += seen
-            val_loss, val_accuracy = _evaluate(model, data.val_images, data.val_labels, preprocessing)
+            val_loss, val_accuracy = _evaluate_share(model, data, preprocessing, group)
             record = EpochRecord(
                 phase=phase.name,
                 epoch=epoch_counter,
-                train_loss=loss_sum / max(seen, 1),
+                train_loss=loss_total / max(seen, 1),
                 train_accuracy=correct / max(seen, 1),
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
@@ -220,6 +295,9 @@ def fit(
                 if stale_epochs >= patience:
                     break
         bar.close()
+    restore_batch_norm()
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started

@@ -1,0 +1,108 @@
+"""Data-parallel training inside the one training loop: the process group and how work is split.
+
+Under ``torchrun`` every process holds the same data, seed and model; each takes a contiguous
+share of every global batch (the same global batches a single process would train on), gradients
+are averaged by DistributedDataParallel, and metrics are summed across processes. NCCL on CUDA,
+gloo on the CPU. Without torchrun everything here is a no-op for a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from graft.training.freezing import BATCH_NORM_TYPES
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ)
+
+
+def current() -> ProcessGroup:
+    if dist.is_available() and dist.is_initialized():
+        return ProcessGroup(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return ProcessGroup()
+
+
+def init_from_env() -> ProcessGroup:
+    """Join the process group torchrun describes in the environment (once per process)."""
+    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
+        return current()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo")
+    return current()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def share(count: int, group: ProcessGroup) -> tuple[int, int]:
+    """This process's contiguous ``[start, stop)`` of ``count`` items (sizes differ by at most one)."""
+    base, extra = divmod(count, group.world_size)
+    start = group.rank * base + min(group.rank, extra)
+    return start, start + base + (1 if group.rank < extra else 0)
+
+
+def sum_across(values: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
+    if group.distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def wrap_for_data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP over the parameters that currently require gradients (call again when that changes)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def synchronise_batch_norm(model: nn.Module, device: torch.device):
+    """On CUDA, swap BatchNorm layers for SyncBatchNorm so batch statistics cover the global batch,
+    as in single-process training; return a function that puts the original layers back.
+
+    SyncBatchNorm needs a GPU; on the CPU (gloo) each process normalises with its own share's
+    statistics, so BatchNorm layers in training mode see smaller batches than a single process.
+    The parameters and running-statistics buffers are shared by both layers, so nothing is copied.
+    """
+    if device.type != "cuda":
+        return lambda: None
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BATCH_NORM_TYPES) and not isinstance(child, nn.SyncBatchNorm):
+                sync = nn.SyncBatchNorm.convert_sync_batchnorm(child)
+                setattr(parent, name, sync)
+                swapped.append((parent, name, child))
+
+    def restore() -> None:
+        for parent, name, original in swapped:
+            original.train(getattr(parent, name).training)
+            setattr(parent, name, original)
+
+    return restore
