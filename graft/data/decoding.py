@@ -1,7 +1,7 @@
 """Read an image file into a uint8 ``(C, H, W)`` tensor by one policy.
 
 EXIF orientation is applied; palette and grayscale-with-alpha images become RGB or L; 16-bit
-images are scaled to 8 bits; alpha is composited onto black (the background of the digits).
+images are mapped to 8 bits by bit depth (v / 257); alpha is composited onto black (the background of the digits).
 PIL's decompression-bomb limit stays in force: an image whose header declares more than
 ``Image.MAX_IMAGE_PIXELS`` pixels is refused before its pixels are read. Truncated files fail
 because the pixels are loaded, not only ``verify()``-ed.
@@ -63,9 +63,10 @@ def _to_tensor(image) -> torch.Tensor:
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.max() > 255 else 255.0
-        array = (array / max(peak, 1) * 255.0).round().astype(np.uint8)[..., None]
+        # By bit depth, never by the image's own peak: a dark 16-bit scan stays dark, and the same
+        # picture stored with 8 and with 16 bits decodes to the same pixels.
+        array = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        array = (array / 257.0).round().astype(np.uint8)[..., None]
     else:
         if image.mode in ("P", "PA", "LA", "RGBA"):
             rgba = image.convert("RGBA")
