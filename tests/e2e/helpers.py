@@ -38,3 +38,25 @@ def graft(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, exit_code: int, *needles: str) -> str:
+    """The command failed with ``exit_code`` and one ``error:`` line holding every needle, no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == exit_code, (result.returncode, output[-3000:])
+    assert "Traceback" not in output, output[-3000:]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, result.stderr[-3000:]
+    for needle in needles:
+        assert needle in error_lines[0], error_lines[0]
+    return error_lines[0]
+
+
+def registered_versions(model_name: str) -> list:
+    """Versions of ``model_name`` in the session's MLflow registry (none for a name never registered)."""
+    import mlflow
+
+    from graft.paths import configure_environment, resolve_tracking_uri
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(configure_environment()))
+    return mlflow.MlflowClient().search_model_versions(f"name='{model_name}'")
