@@ -122,6 +122,7 @@ def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: 
     expectations = [
         labelled(gxe.ExpectTableColumnsToMatchSet, "manifest schema", column_set=EXPECTED_COLUMNS, exact_match=True),
         labelled(gxe.ExpectTableRowCountToBeBetween, "at least one image", min_value=1),
+        labelled(gxe.ExpectColumnUniqueValueCountToBeBetween, "at least two classes", column="label", min_value=2),
         *[
             labelled(gxe.ExpectColumnValuesToNotBeNull, f"no missing {column}", column=column)
             for column in ("path", "label", "split", "bytes", "sha256", "decode_status")
@@ -225,12 +226,27 @@ def _examples(details: dict) -> list[str]:
     return [str(value) for value in (details.get("partial_unexpected_list") or [])[:5]]
 
 
+def _raised_exception(info: dict) -> dict | None:
+    """The first raised exception in GE's ``exception_info``.
+
+    GE puts it at the top level when the expectation itself raised, and one level down, keyed
+    by metric, when computing a metric raised (a missing column, say).
+    """
+    if info.get("raised_exception"):
+        return info
+    for nested in info.values():
+        if isinstance(nested, dict) and nested.get("raised_exception"):
+            return nested
+    return None
+
+
 def _describe_result(result, table: pd.DataFrame) -> CheckOutcome:
     config = result.expectation_config
     kwargs = dict(config.kwargs)
     details = result.result or {}
-    exception = result.exception_info or {}
-    crashed = bool(exception.get("raised_exception"))
+    exception = _raised_exception(result.exception_info or {})
+    crashed = exception is not None
+    exception = exception or {}
     label = (config.meta or {}).get("check")
     examples = _examples(details)
     detail = ""
@@ -240,6 +256,9 @@ def _describe_result(result, table: pd.DataFrame) -> CheckOutcome:
     elif kwargs.get("column") == "decode_status" and not result.success:
         bad = table[table["decode_status"] != "ok"].head(3)
         examples = [f"{row.path} ({row.decode_status})" for row in bad.itertuples()]
+    elif config.type == "expect_column_unique_value_count_to_be_between" and not result.success:
+        found = sorted(str(value) for value in table[kwargs["column"]].dropna().unique())
+        detail = f"found {len(found)}: {', '.join(found[:5])}; a classifier needs at least two classes"
     elif "observed_value" in details and not examples:
         observed = details["observed_value"]
         detail = f"observed {observed:.4g}" if isinstance(observed, float) else f"observed {observed}"

@@ -59,6 +59,9 @@ def _seen_in_other_group(keys: pd.Series, group: pd.Series) -> pd.Series:
 
 def target_profile(table: pd.DataFrame) -> dict:
     """Pixel and class statistics of an accepted target: the reference for the next one's drift check."""
+    needed = {"decode_error", "pixel_mean", "pixel_std", "label", "width", "height"}
+    if not needed <= set(table.columns):
+        return {}  # a malformed table: the schema check reports it, there is nothing to profile
     decoded = table[table["decode_error"] == ""]
     return {
         "images": int(len(decoded)),

@@ -60,3 +60,29 @@ def registered_versions(model_name: str) -> list:
 
     mlflow.set_tracking_uri(resolve_tracking_uri(configure_environment()))
     return mlflow.MlflowClient().search_model_versions(f"name='{model_name}'")
+
+
+def graft_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The ``graft`` entry point (argument parsing, error mapping, exit codes) run in this process.
+
+    For the many quick ``graft validate`` cases: the same code path as the console script
+    without paying the interpreter start and the torch/ZenML/MLflow/GX imports every time.
+    """
+    import contextlib
+    import io
+    import traceback
+    from unittest import mock
+
+    from graft import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.object(sys, "argv", ["graft", *args]):
+        try:
+            cli.main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        except Exception:  # a bug: show it the way the console script would
+            traceback.print_exc(file=err)
+            code = 1
+    return subprocess.CompletedProcess(["graft", *args], code, out.getvalue(), err.getvalue())

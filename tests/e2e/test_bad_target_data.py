@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.e2e.helpers import assert_clean_failure, graft, registered_versions, write_config
+from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config
 from tests.image_cases import (
     declared_size_png,
     image_folder,
@@ -191,7 +191,7 @@ def test_validate_refuses_bad_target(case, tmp_path, config_path):
     config = config_path
     if case is label_outside_expected:
         config = write_config(tmp_path / "expected.yaml", MODEL, gate={"expected_labels": ["a", "b"]})
-    result = graft("validate", "--config", str(config), "--target", str(target), "--output", str(tmp_path / "out"))
+    result = graft_in_process("validate", "--config", str(config), "--target", str(target), "--output", str(tmp_path / "out"))
     line = assert_clean_failure(result, exit_code, *needles)
     if exit_code == 3:
         assert f"target {target} failed the data gate" in line
@@ -201,7 +201,7 @@ def test_validate_refuses_bad_target(case, tmp_path, config_path):
 
 def test_validate_accepts_clean_data(tmp_path, config_path):
     image_folder(tmp_path / "data", FLAT)
-    result = graft("validate", "--config", str(config_path), "--target", str(tmp_path / "data"), "--output", str(tmp_path / "out"))
+    result = graft_in_process("validate", "--config", str(config_path), "--target", str(tmp_path / "data"), "--output", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "gate passed" in result.stdout and "FAIL" not in result.stdout
     assert (tmp_path / "out" / "target_profile.json").is_file()
