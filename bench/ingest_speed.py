@@ -38,7 +38,7 @@ def write_pngs(root: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: one per core, at most 8)")
+    parser.add_argument("--workers", type=int, default=None, help="decode worker processes (default: one per core, at most 8)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     geometry = Geometry(frame_size=28, content_box=20, channels=1)
@@ -60,7 +60,7 @@ def main() -> None:
     workers = worker_count(args.workers)
     cold_rate = args.images / statistics.median(cold)
     warm_rate = args.images / statistics.median(warm)
-    print(f"images: {args.images}  decode threads: {workers}  repeats: {args.repeats}")
+    print(f"images: {args.images}  decode worker processes: {workers}  repeats: {args.repeats}")
     print(f"cold ingest (scan + fingerprint + decode + frame + cache write): median {statistics.median(cold):.2f} s = {cold_rate:,.0f} images/s")
     print(f"warm ingest (scan + fingerprint + cache read):                   median {statistics.median(warm):.2f} s = {warm_rate:,.0f} images/s")
     print(f"target >= 1,000 images/s cold: {'PASS' if cold_rate >= 1000 else 'FAIL'}")
