@@ -118,7 +118,11 @@ def run(
     verdict = "PROMOTED to champion" if promotion["promoted"] else "not promoted"
     typer.echo(f"Registered {promotion['model_name']} v{promotion['registered_version']} ({promotion['challenger']}): {verdict}.")
     typer.echo(f"Why: {promotion['reason']}")
-    typer.echo(f"Champion: v{promotion['champion_after']}" + (f" (was v{promotion['champion_before']})" if promotion["champion_before"] and promotion["champion_before"] != promotion["champion_after"] else ""))
+    before, after = promotion["champion_before"], promotion["champion_after"]
+    if after is None:
+        typer.echo(f"Champion: none yet ({promotion['model_name']} has no version that beat the baseline)")
+    else:
+        typer.echo(f"Champion: v{after}" + (f" (was v{before})" if before and before != after else ""))
     typer.echo(f"Pipeline run {outcome.run_name}: {len(outcome.steps)} steps in {outcome.seconds:.1f} s")
     typer.echo(f"Report: {promotion['report_path']}")
     typer.echo("")
@@ -234,7 +238,8 @@ def rollback(
 ) -> None:
     """Point `champion` back at `previous_champion` (and keep the replaced one as previous_champion)."""
     from graft.paths import state_layout
-    from graft.registry.model_registry import promotion_lock, rollback as rollback_alias
+    from graft.registry.locking import promotion_lock
+    from graft.registry.model_registry import rollback as rollback_alias
 
     name = _registry_model_name(config, model_name)
     with promotion_lock(state_layout().locks, name):

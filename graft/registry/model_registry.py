@@ -6,12 +6,8 @@ replaced, so a rollback is one alias move and no version is ever deleted.
 
 from __future__ import annotations
 
-import fcntl
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,22 +98,10 @@ def set_tags(model_name: str, version: str, tags: dict[str, str]) -> None:
         client.set_model_version_tag(model_name, version, key, value)
 
 
-@contextmanager
-def promotion_lock(lock_dir: Path, model_name: str) -> Iterator[None]:
-    """Serialise promotions of one model on this host (concurrent pipelines, cron overlap)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"promote-{model_name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def move_champion(model_name: str, version: str, expected_champion: str | None) -> None:
     """Make ``version`` the champion and keep the one it replaces as ``previous_champion``.
 
-    Call under ``promotion_lock``; the champion is re-read first so a decision taken against a
+    Call under ``graft.registry.locking.promotion_lock``; the champion is re-read first so a decision taken against a
     champion that has since moved is refused rather than applied.
     """
     client = _client()

@@ -16,6 +16,8 @@ from graft.evaluation.metrics import classification_metrics
 from graft.evaluation.significance import PAIRED_TESTS
 from graft.promotion import decide_promotion
 from graft.registry import model_registry
+from graft.registry.lineage import environment_tags
+from graft.registry.locking import promotion_lock
 from graft.training.loop import predict_logits
 from graft.transfer import Candidate, CandidateSet
 
@@ -84,7 +86,7 @@ def publish(
 
     challenger = select_challenger(candidates, baseline)
     scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
-    with model_registry.promotion_lock(lock_dir, model_name):
+    with promotion_lock(lock_dir, model_name):
         champion_before = model_registry.champion_version(model_name)
         champion = ChampionScore(None, None)
         if champion_before is not None:
@@ -117,7 +119,7 @@ def publish(
             "graft.pipeline_run": lineage.pipeline_run,
             "graft.mlflow_run_id": challenger.mlflow_run_id,
             "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
-            "graft.torch": torch.__version__,
+            **environment_tags(config),
             "graft.promotion": "promoted" if decision.promote else "rejected",
             "graft.promotion_reason": decision.reason,
         }

@@ -83,6 +83,31 @@ def test_champion_loads_and_predicts_held_out_images(first_run, quick_config):
     assert info.metadata["class_names"] == dataset.class_names
 
 
+def test_registered_version_carries_full_lineage(first_run, tracking):
+    import json
+
+    import torchvision
+    from zenml.client import Client
+
+    from graft.config import config_from_dict
+    from graft.data.sources import data_fingerprint
+    from graft.registry.lineage import code_version
+
+    version = tracking.get_model_version(MODEL, aliases(MODEL)["champion"])
+    tags = version.tags
+    run = Client().get_pipeline("transfer_pipeline").last_run
+    assert tags["graft.pipeline_run"] == str(run.id)
+    assert tags["graft.source_fingerprint"] == data_fingerprint("builtin:mnist", "source")
+    assert tags["graft.target_fingerprint"] == data_fingerprint("builtin:digits", "target")
+    assert len(tags["graft.eval_set_hash"]) >= 16
+    assert tracking.get_run(tags["graft.mlflow_run_id"]).data.tags["graft.strategy"] == tags["graft.strategy"]
+    assert tracking.get_run(tags["graft.parent_mlflow_run_id"]).info.status == "FINISHED"
+    assert tags["graft.git_commit"] == code_version() and tags["graft.git_commit"] != ""
+    assert tags["graft.torch"] == torch.__version__ and tags["graft.torchvision"] == torchvision.__version__
+    config = config_from_dict(json.loads(tags["graft.config"]))
+    assert config.registry.model_name == MODEL and tags["graft.strategy"] in config.finetune.strategies
+
+
 def test_predict_command_labels_image_files(first_run, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits

@@ -12,6 +12,7 @@ from graft.models.architectures import ArchitectureSpec, build_classifier
 from graft.models.bundle import ModelBundle
 from graft.paths import configure_environment, resolve_tracking_uri, state_layout
 from graft.registry import model_registry
+from graft.registry.locking import promotion_lock
 from graft.registry.tracking import ensure_experiment
 from tests.e2e.helpers import graft
 
@@ -56,7 +57,7 @@ def test_pickle_free_format_loads_with_pickle_disallowed(versions, monkeypatch):
 
 def test_promotion_keeps_previous_and_rollback_swaps(versions):
     (v1, _), (v2, _), _ = versions
-    with model_registry.promotion_lock(state_layout().locks, MODEL):
+    with promotion_lock(state_layout().locks, MODEL):
         model_registry.move_champion(MODEL, v1, expected_champion=None)
         model_registry.move_champion(MODEL, v2, expected_champion=v1)
     assert model_registry.aliases(MODEL) == {"champion": v2, "previous_champion": v1}
