@@ -217,7 +217,7 @@ def fit(
             file=sys.stderr,
             disable=not (progress_enabled() and group.is_main),
             dynamic_ncols=True,
-            mininterval=0.5,
+            mininterval=0.5 if sys.stderr.isatty() else 15.0,  # cron and pod logs: a line per 15 s, not a flood
             leave=True,
         )
         for epoch in range(1, phase.epochs + 1):
