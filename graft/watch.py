@@ -75,10 +75,13 @@ class DataCheck:
             old = (self.champion_fingerprint or "untagged")[:SHORT]
             what = f"changed from {old} (champion v{self.champion}) to {new}; retraining"
         else:
-            old = (self.champion_fingerprint or "untagged")[:SHORT]
+            if self.champion is None:
+                before = f"no champion for {self.model_name} (data {new})"
+            else:
+                before = f"changed from {(self.champion_fingerprint or 'untagged')[:SHORT]} (champion v{self.champion}) to {new}"
             what = (
-                f"changed from {old} (champion v{self.champion}) to {new}, but v{self.trained_version} was already "
-                "trained on it and not promoted; nothing to train (`graft run` retrains anyway)"
+                f"{before}, but v{self.trained_version} was already trained on it and not promoted; "
+                "nothing to train (`graft run` retrains anyway)"
             )
         return f"{now} watch {self.target}: {what} [check {self.seconds:.2f} s]"
 
@@ -86,17 +89,16 @@ class DataCheck:
 def compare(target: str, model_name: str, fingerprint: str, registry: RegistryState, seconds: float = 0.0) -> DataCheck:
     """The decision of a check, from the fingerprint on disk and the registry's tags alone."""
     common = {"target": target, "model_name": model_name, "fingerprint": fingerprint, "seconds": seconds}
-    if registry.champion is None:
-        return DataCheck(status=Status.NO_CHAMPION, **common)
-    recorded = registry.fingerprints.get(registry.champion)
-    common.update(champion=registry.champion, champion_fingerprint=recorded)
-    if recorded == fingerprint:
-        return DataCheck(status=Status.UNCHANGED, **common)
+    recorded = registry.fingerprints.get(registry.champion) if registry.champion else None
+    if registry.champion is not None and recorded == fingerprint:
+        return DataCheck(status=Status.UNCHANGED, champion=registry.champion, champion_fingerprint=recorded, **common)
     tried = [version for version, value in registry.fingerprints.items() if value == fingerprint]
     if tried:
         latest = max(tried, key=int)
-        return DataCheck(status=Status.ALREADY_TRAINED, trained_version=latest, **common)
-    return DataCheck(status=Status.CHANGED, **common)
+        return DataCheck(status=Status.ALREADY_TRAINED, champion=registry.champion, champion_fingerprint=recorded, trained_version=latest, **common)
+    if registry.champion is None:
+        return DataCheck(status=Status.NO_CHAMPION, **common)
+    return DataCheck(status=Status.CHANGED, champion=registry.champion, champion_fingerprint=recorded, **common)
 
 
 def registry_state(model_name: str) -> RegistryState:
@@ -180,7 +182,7 @@ def watch_once(
                     failed[check.fingerprint] = str(error)
                 raise
             promotion = outcome.promotion
-            verdict = "promoted to champion" if promotion.get("promoted") else "not promoted"
+            verdict = "promoted to champion" if promotion.get("promoted") else f"not promoted: {promotion.get('reason')}"
             echo(
                 f"watch {config.data.target}: run {outcome.run_name} registered {promotion.get('model_name')} "
                 f"v{promotion.get('registered_version')} ({verdict}) in {outcome.seconds:.1f} s"

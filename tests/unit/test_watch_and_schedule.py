@@ -47,9 +47,15 @@ def test_changed_when_the_fingerprint_differs_from_the_champions():
 
 
 def test_no_champion_trains():
-    check = compare("data/", "m", NEW, RegistryState(None, {"1": NEW}))
+    check = compare("data/", "m", NEW, RegistryState(None, {"1": OLD}))
     assert check.status is Status.NO_CHAMPION and check.needs_training
     assert "no champion for m" in check.line()
+
+
+def test_no_champion_but_a_rejected_version_on_this_data_is_not_retrained():
+    check = compare("data/", "m", NEW, RegistryState(None, {"1": NEW}))
+    assert check.status is Status.ALREADY_TRAINED and not check.needs_training
+    assert "no champion for m" in check.line() and "v1 was already trained on it" in check.line()
 
 
 def test_a_champion_without_the_tag_counts_as_changed():
