@@ -355,7 +355,12 @@ def main() -> None:
 
     configure_environment()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Outside standalone mode typer turns Ctrl-C (and explicit exits) into a returned exit code.
+        if code == 130:
+            typer.echo("interrupted", err=True)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except GraftError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)

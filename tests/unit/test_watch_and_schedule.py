@@ -334,3 +334,11 @@ def test_missing_crontab_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(CRONTAB_COMMAND_ENV, "/nonexistent/crontab")
     with pytest.raises(GraftError, match="not found: install cron"):
         crontab_command()
+
+
+def test_ctrl_c_stops_the_watch_loop_with_exit_130(tmp_path):
+    image_folder(tmp_path / "images", {"a": 1, "b": 1})
+    with mock.patch("graft.watch.watch_once", side_effect=KeyboardInterrupt):
+        result = graft_in_process("watch", "--target", str(tmp_path / "images"), "--interval", "5")
+    assert result.returncode == 130 and "interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert "every 5 s; Ctrl-C stops" in result.stderr
