@@ -3,7 +3,8 @@
 Every registered version carries the fingerprint of its target data (``graft.target_fingerprint``,
 a sha256 over file bytes, paths, labels and splits). A check fingerprints the target again and
 trains only when the fingerprint differs from the champion's, or when there is no champion yet.
-Nothing is decoded for a check, so an unchanged dataset costs one pass over its files.
+Nothing is decoded for a check, and files whose stat is unchanged are not read again
+(``graft.data.digest_memo``), so an unchanged dataset costs a directory scan.
 
 A changed target whose run registered a version that was *not* promoted is not retrained on the
 next check: the same data, config and seed would register the same rejected model again, once
@@ -119,7 +120,14 @@ def check_target(
 ) -> DataCheck:
     """Fingerprint ``target`` and compare it with the registry; trains nothing."""
     if fingerprint is None:
-        from graft.data.sources import data_fingerprint as fingerprint
+        from graft.data.sources import data_fingerprint
+        from graft.paths import state_layout
+
+        memo = state_layout().data_cache / "digests"  # unchanged files are not read again
+
+        def fingerprint(spec: str, role: str) -> str:
+            return data_fingerprint(spec, role, memo)
+
     started = time.perf_counter()
     value = fingerprint(target, "target")
     state = registry(model_name)

@@ -60,9 +60,10 @@ def run_transfer(
 
     # Fingerprints before the pipeline: bad paths fail here in one line, and changed files behind
     # an unchanged path reach the step cache keys as a changed parameter.
+    memo = layout.data_cache / "digests"
     fingerprints = {
-        "source_fingerprint": data_fingerprint(config.data.source, "source"),
-        "target_fingerprint": data_fingerprint(config.data.target, "target"),
+        "source_fingerprint": data_fingerprint(config.data.source, "source", memo),
+        "target_fingerprint": data_fingerprint(config.data.target, "target", memo),
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:

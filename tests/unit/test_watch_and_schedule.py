@@ -114,6 +114,61 @@ def test_check_target_reads_files_and_the_registry(sqlite_registry, tmp_path):
     assert (again.status, again.trained_version) == (Status.ALREADY_TRAINED, rejected)
 
 
+# --- the digest memo: unchanged files are not read again ----------------------------------------
+
+
+def _memo_pass(memo_dir: Path, root: Path) -> tuple[str, int]:
+    from graft.data.catalog import read_catalog
+    from graft.data.digest_memo import DigestMemo
+    from graft.data.ingest import catalog_fingerprint
+
+    memo = DigestMemo(memo_dir, root)
+    fingerprint = catalog_fingerprint(read_catalog(root, "t"), digest=memo.digest)[0]
+    memo.save()
+    return fingerprint, memo.reads
+
+
+def test_memo_skips_unchanged_files_and_keeps_the_content_fingerprint(tmp_path, monkeypatch):
+    from graft.data import digest_memo
+    from graft.data.sources import data_fingerprint
+
+    monkeypatch.setattr(digest_memo, "RECENT_SECONDS", 0.0)
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 3, "dog": 3})
+    plain = data_fingerprint(str(root))
+    assert _memo_pass(tmp_path / "memo", root) == (plain, 6)
+    assert _memo_pass(tmp_path / "memo", root) == (plain, 0)
+    assert data_fingerprint(str(root), memo_dir=tmp_path / "memo") == plain
+
+
+def test_memo_sees_a_same_size_rewrite_even_with_the_old_mtime_put_back(tmp_path, monkeypatch):
+    from graft.data import digest_memo
+
+    monkeypatch.setattr(digest_memo, "RECENT_SECONDS", 0.0)
+    root = tmp_path / "target"
+    files = image_folder(root, {"cat": 2, "dog": 2})
+    before, _ = _memo_pass(tmp_path / "memo", root)
+    victim = files[0]
+    old = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[-13] ^= 0xFF  # a byte of the image data chunk's CRC: same size, different bytes
+    import time
+
+    time.sleep(0.05)  # past the filesystem clock's tick
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(old.st_atime_ns, old.st_mtime_ns))  # as `touch -d` or `rsync -t` would leave it
+    assert victim.stat().st_size == old.st_size and victim.stat().st_mtime_ns == old.st_mtime_ns
+    after, reads = _memo_pass(tmp_path / "memo", root)
+    assert reads == 1 and after != before
+
+
+def test_memo_does_not_remember_files_written_just_now(tmp_path):
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 2, "dog": 2})
+    assert _memo_pass(tmp_path / "memo", root)[1] == 4
+    assert _memo_pass(tmp_path / "memo", root)[1] == 4  # within RECENT_SECONDS of their write
+
+
 # --- one check, the loop -----------------------------------------------------------------------
 
 
