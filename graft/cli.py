@@ -317,7 +317,7 @@ def schedule(
 
     recurring = load_schedule(schedule_file or project_root() / DEFAULT_SCHEDULE)
     overrides = {"registry": {"model_name": model_name}} if model_name else {}
-    config_path = (config or _default_config_path())
+    config_path = config or _default_config_path()
     cfg = _load(config_path, overrides)
     watched = str(Path(target).expanduser().resolve()) if target and not target.startswith("builtin:") else target
     check_spec(watched or cfg.data.target, "target")
