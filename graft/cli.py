@@ -72,8 +72,16 @@ def run(
         Optional[Path],
         typer.Option(help="ZenML run config YAML, e.g. configs/kubeflow-gpu.yaml: run on the active ZenML stack with its step settings."),
     ] = None,
+    schedule: Annotated[
+        Optional[Path],
+        typer.Option(help="Schedule YAML, e.g. configs/schedule.yaml: create a recurring run (cron) on the remote stack instead "
+                     "of running now. Needs --orchestration; on the local stack use `graft schedule`."),
+    ] = None,
 ) -> None:
     """Run ingest source -> pretrain -> validate target -> finetune -> evaluate -> register."""
+    if schedule is not None and orchestration is None:
+        raise ConfigError("--schedule needs --orchestration (a remote stack such as Kubeflow); the local orchestrator cannot "
+                          "schedule runs: use `graft schedule` to install a crontab line that runs `graft watch --once`")
     overrides: dict = {}
     data = {key: value for key, value in {"source": source, "target": target, "labels_per_class": labels_per_class}.items() if value is not None}
     if data:
@@ -99,11 +107,17 @@ def run(
         raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
     from graft.reporting.summary import candidates_table
+    from graft.schedule import load_schedule
     from pipelines.runner import run_transfer
 
+    recurring = load_schedule(schedule) if schedule is not None else None
     typer.echo(f"graft: {cfg.data.source} -> {cfg.data.target}, {cfg.data.labels_per_class or 'all'} labels/class, "
                f"strategies {', '.join(cfg.finetune.strategies)}, seed {cfg.seed}", err=True)
-    outcome = run_transfer(cfg, enable_cache=not no_cache, orchestration=orchestration)
+    outcome = run_transfer(cfg, enable_cache=not no_cache, orchestration=orchestration, schedule=recurring)
+    if outcome is None:
+        typer.echo(f"Scheduled: the orchestrator runs the pipeline on cron '{recurring.cron_expression}' (UTC on Kubeflow), "
+                   "without the step cache; see the recurring runs in its UI.")
+        return
     promotion = outcome.promotion
     typer.echo("")
     typer.echo(f"Source model: {100 * outcome.pretrain['source_holdout_accuracy']:.2f}% on held-out source images")
@@ -247,6 +261,87 @@ def rollback(
     typer.echo(f"{name}: champion v{old} -> v{new}; v{old} is now previous_champion")
 
 
+@app.command()
+def watch(
+    target: Annotated[Optional[str], typer.Option(help=f"Data to watch (default: data.target of the config): {SPEC_OPTION_HELP}")] = None,
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between checks when looping.")] = 3600,
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit (for cron; see `graft schedule`).")] = False,
+    config: ConfigOption = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+) -> None:
+    """Retrain when the target data changes: run the pipeline only if the data differs from the champion's.
+
+    Each check fingerprints the target (sha256 of file bytes, paths, labels and splits; nothing is decoded) and compares it with the champion's graft.target_fingerprint tag, then prints one line: unchanged (nothing is trained), changed from X to Y or no champion yet (the pipeline runs as `graft run` does; an unchanged source comes from the step cache), or already trained on this data and not promoted (nothing is trained).
+
+    With --once it checks once and exits (for cron, see `graft schedule`); a failed run exits with its error's code. Without --once it checks every --interval seconds until Ctrl-C; a failed run prints its error line and watching goes on.
+    """
+    overrides: dict = {}
+    if target is not None:
+        overrides["data"] = {"target": target}
+    if model_name is not None:
+        overrides["registry"] = {"model_name": model_name}
+    cfg = _load(config, overrides)
+
+    import mlflow
+
+    from graft.data.sources import check_spec
+    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.watch import watch as watch_target
+
+    check_spec(cfg.data.target, "target")
+    layout = configure_environment()
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
+
+    def train(run_config):
+        from pipelines.runner import run_transfer
+
+        return run_transfer(run_config)
+
+    watch_target(cfg, train, layout.locks, interval, once, echo=typer.echo)
+
+
+@app.command()
+def schedule(
+    target: Annotated[Optional[str], typer.Option(help=f"Data the cron job watches (default: data.target of the config): {SPEC_OPTION_HELP}")] = None,
+    install: Annotated[bool, typer.Option("--install", help="Add the line to your crontab (replacing an earlier one for this model).")] = False,
+    schedule_file: Annotated[
+        Optional[Path], typer.Option("--schedule", help="Schedule YAML with cron_expression (default: configs/schedule.yaml in the checkout).")
+    ] = None,
+    config: ConfigOption = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+) -> None:
+    """Print (or --install) a crontab line that runs `graft watch --once` on the cron expression of configs/schedule.yaml.
+
+    The local orchestrator cannot schedule runs, so cron starts a check instead, which retrains only when the target changed. The line cds to this checkout, runs this environment's graft (with GRAFT_HOME when it is set) and appends to $GRAFT_HOME/logs/watch.log; cron reads the time in the machine's timezone. --install replaces an earlier graft line for the same model (set GRAFT_CRONTAB_COMMAND to use another crontab program). On Kubeflow use `graft run --orchestration configs/kubeflow-gpu.yaml --schedule configs/schedule.yaml` instead.
+    """
+    import os
+
+    from graft.data.sources import check_spec
+    from graft.paths import STATE_DIR_ENV, project_root, state_layout
+    from graft.schedule import DEFAULT_SCHEDULE, crontab_line, install_crontab_line, load_schedule
+
+    recurring = load_schedule(schedule_file or project_root() / DEFAULT_SCHEDULE)
+    overrides = {"registry": {"model_name": model_name}} if model_name else {}
+    config_path = config or _default_config_path()
+    cfg = _load(config_path, overrides)
+    watched = str(Path(target).expanduser().resolve()) if target and not target.startswith("builtin:") else target
+    check_spec(watched or cfg.data.target, "target")
+    layout = state_layout()
+    line = crontab_line(
+        recurring.cron_expression,
+        checkout=project_root(),
+        log_file=layout.root / "logs" / "watch.log",
+        model_name=cfg.registry.model_name,
+        graft_home=layout.root if os.environ.get(STATE_DIR_ENV) else None,
+        target=watched,
+        config=config_path.resolve() if config_path else None,
+    )
+    typer.echo(line)
+    if install:
+        replaced = install_crontab_line(line, cfg.registry.model_name)
+        typer.echo(f"installed in your crontab{' (replaced the earlier graft line)' if replaced else ''}; `crontab -l` shows it", err=True)
+
+
 def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while id(error) not in seen:
@@ -265,7 +360,12 @@ def main() -> None:
 
     configure_environment()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Outside standalone mode typer turns Ctrl-C (and explicit exits) into a returned exit code.
+        if code == 130:
+            typer.echo("interrupted", err=True)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except GraftError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)

@@ -12,6 +12,7 @@ from pathlib import Path
 from graft import errors
 from graft.config import GraftConfig
 from graft.paths import configure_environment, project_root, resolve_tracking_uri
+from graft.schedule import ScheduleConfig
 
 
 @dataclass
@@ -28,10 +29,20 @@ class RunOutcome:
 
 
 def run_transfer(
-    config: GraftConfig, run_name: str | None = None, enable_cache: bool = True, orchestration: Path | None = None
-) -> RunOutcome:
+    config: GraftConfig,
+    run_name: str | None = None,
+    enable_cache: bool = True,
+    orchestration: Path | None = None,
+    schedule: ScheduleConfig | None = None,
+) -> RunOutcome | None:
     """Run the pipeline on the local stack, or with ``orchestration`` (a ZenML run-config YAML such as
-    configs/kubeflow-gpu.yaml) on the active ZenML stack with that file's step settings."""
+    configs/kubeflow-gpu.yaml) on the active ZenML stack with that file's step settings.
+
+    With ``schedule`` (remote stacks only) the orchestrator creates a recurring run and nothing
+    runs now: returns None.
+    """
+    if schedule is not None and orchestration is None:
+        raise errors.ConfigError("the local orchestrator cannot schedule runs; use `graft schedule` (cron + `graft watch --once`)")
     layout = configure_environment()
     tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
 
@@ -49,9 +60,10 @@ def run_transfer(
 
     # Fingerprints before the pipeline: bad paths fail here in one line, and changed files behind
     # an unchanged path reach the step cache keys as a changed parameter.
+    memo = layout.data_cache / "digests"
     fingerprints = {
-        "source_fingerprint": data_fingerprint(config.data.source, "source"),
-        "target_fingerprint": data_fingerprint(config.data.target, "target"),
+        "source_fingerprint": data_fingerprint(config.data.source, "source", memo),
+        "target_fingerprint": data_fingerprint(config.data.target, "target", memo),
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
@@ -67,6 +79,9 @@ def run_transfer(
     }
     if orchestration is not None:
         options["config_path"] = str(orchestration)
+    if schedule is not None:
+        options.update(scheduled_options(schedule))
+        fingerprints = {name: "" for name in fingerprints}
     options["run_name"] = run_name or f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     quiet_expected_failures()
     try:
@@ -75,8 +90,24 @@ def run_transfer(
         )
     except Exception as failure:
         raise user_facing_failure(options["run_name"]) or failure
+    if schedule is not None:
+        return None
     seconds = time.perf_counter() - started
     return collect_outcome(run, seconds, tracking_uri)
+
+
+def scheduled_options(schedule: ScheduleConfig) -> dict:
+    """Pipeline options for a recurring run on the active (remote) stack.
+
+    A recurring run replays the parameters fixed when it was scheduled, so the data fingerprints
+    taken now would be stale on every later run and the step cache would serve the old data's
+    steps: scheduled runs go without the cache (empty fingerprint parameters, ``enable_cache``
+    off). Change-driven retraining with the cache is ``graft watch``.
+    """
+    from zenml.client import Client
+
+    kubeflow = Client().active_stack.orchestrator.flavor == "kubeflow"
+    return {"schedule": schedule.zenml_schedule(seconds_field=kubeflow), "enable_cache": False}
 
 
 def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:

@@ -100,9 +100,14 @@ def _map_chunks(function: Callable, items: list, workers: int, processes: bool =
     return [item for chunk in results for item in chunk]
 
 
-def catalog_fingerprint(catalog: Catalog, workers: int | None = None) -> tuple[str, list[tuple[int, str]]]:
-    """sha256 over (path, label, split, file sha256) of every entry, and each file's size and sha256."""
-    digests = _map_chunks(_digest_chunk, catalog.entries, worker_count(workers))
+def catalog_fingerprint(
+    catalog: Catalog, workers: int | None = None, digest: Callable[[Path], tuple[int, str]] = file_digest
+) -> tuple[str, list[tuple[int, str]]]:
+    """sha256 over (path, label, split, file sha256) of every entry, and each file's size and sha256.
+
+    ``digest`` gives one file's size and sha256 (``DigestMemo.digest`` skips unchanged files).
+    """
+    digests = _map_chunks(partial(_digest_chunk, digest=digest), catalog.entries, worker_count(workers))
     overall = hashlib.sha256()
     for entry, (_, sha) in sorted(zip(catalog.entries, digests), key=lambda pair: pair[0].relative):
         overall.update(f"{entry.relative}\x1f{entry.label}\x1f{entry.split or ''}\x1f{sha}\n".encode())
@@ -152,8 +157,8 @@ class DecodedData:
         )
 
 
-def _digest_chunk(entries: list[CatalogEntry]) -> list[tuple[int, str]]:
-    return [file_digest(entry.path) for entry in entries]
+def _digest_chunk(entries: list[CatalogEntry], digest: Callable[[Path], tuple[int, str]] = file_digest) -> list[tuple[int, str]]:
+    return [digest(entry.path) for entry in entries]
 
 
 def _decode_chunk(pairs: list[tuple[CatalogEntry, tuple[int, str]]], geometry: Geometry) -> list:

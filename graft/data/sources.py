@@ -52,16 +52,26 @@ def _builtin_arrays(spec: str, role: str) -> tuple[torch.Tensor, torch.Tensor, l
     return images, labels, class_names
 
 
-def data_fingerprint(spec: str, role: str = "target") -> str:
+def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = None) -> str:
     """sha256 of the data a spec names (file bytes or pixels, paths, labels, splits).
 
     It does not depend on the working geometry. The same value becomes
     ``ImageDataset.fingerprint`` and the registry's lineage tags, so a watcher can compare the
-    data on disk with what the champion was trained on without decoding anything.
+    data on disk with what the champion was trained on without decoding anything. With
+    ``memo_dir``, files whose stat is unchanged since the last fingerprint are not read again
+    (``graft.data.digest_memo``); the value is the same either way.
     """
     if spec and spec.startswith(BUILTIN_PREFIX):
         return content_fingerprint(*_builtin_arrays(spec, role))
-    return catalog_fingerprint(read_spec_catalog(spec, role))[0]
+    catalog = read_spec_catalog(spec, role)
+    if memo_dir is None:
+        return catalog_fingerprint(catalog)[0]
+    from graft.data.digest_memo import DigestMemo
+
+    memo = DigestMemo(memo_dir, catalog.root)
+    fingerprint = catalog_fingerprint(catalog, digest=memo.digest)[0]
+    memo.save()
+    return fingerprint
 
 
 def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:

@@ -189,3 +189,13 @@ def list_versions(model_name: str) -> list[VersionSummary]:
             )
         )
     return sorted(rows, key=lambda row: int(row.version))
+
+
+def version_tag_values(model_name: str, key: str) -> dict[str, str]:
+    """Version -> value of tag ``key`` for every version of ``model_name`` that has it."""
+    values = {}
+    for version in _client().search_model_versions(f"name='{model_name}'"):
+        value = (version.tags or {}).get(key)
+        if value is not None:
+            values[str(version.version)] = value
+    return values

@@ -1,0 +1,399 @@
+"""graft watch (fingerprint against the champion, loop and --once behaviour) and schedules
+(the schedule YAML, the Kubeflow Schedule, the crontab line and its idempotent install)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+
+from graft.config import load_config
+from graft.errors import ConfigError, DataError, GraftError, ValidationFailed
+from graft.schedule import (
+    CRONTAB_COMMAND_ENV,
+    ScheduleConfig,
+    crontab_command,
+    crontab_line,
+    install_crontab_line,
+    load_schedule,
+)
+from graft.watch import FINGERPRINT_TAG, RegistryState, Status, check_target, compare, watch, watch_once
+from tests.e2e.helpers import graft_in_process
+from tests.image_cases import image_folder, noise_pixels, save_image
+
+REPO = Path(__file__).resolve().parents[2]
+OLD, NEW = "a" * 64, "b" * 64
+
+
+# --- the decision of a check -------------------------------------------------------------------
+
+
+def test_unchanged_when_the_champion_was_trained_on_the_same_data():
+    check = compare("data/", "m", OLD, RegistryState("3", {"1": NEW, "3": OLD}))
+    assert check.status is Status.UNCHANGED and not check.needs_training
+    assert "unchanged" in check.line() and "champion v3" in check.line()
+
+
+def test_changed_when_the_fingerprint_differs_from_the_champions():
+    check = compare("data/", "m", NEW, RegistryState("3", {"3": OLD}))
+    assert check.status is Status.CHANGED and check.needs_training
+    assert f"changed from {OLD[:12]} (champion v3) to {NEW[:12]}" in check.line()
+
+
+def test_no_champion_trains():
+    check = compare("data/", "m", NEW, RegistryState(None, {"1": OLD}))
+    assert check.status is Status.NO_CHAMPION and check.needs_training
+    assert "no champion for m" in check.line()
+
+
+def test_no_champion_but_a_rejected_version_on_this_data_is_not_retrained():
+    check = compare("data/", "m", NEW, RegistryState(None, {"1": NEW}))
+    assert check.status is Status.ALREADY_TRAINED and not check.needs_training
+    assert "no champion for m" in check.line() and "v1 was already trained on it" in check.line()
+
+
+def test_a_champion_without_the_tag_counts_as_changed():
+    check = compare("data/", "m", NEW, RegistryState("2", {}))
+    assert check.status is Status.CHANGED and "untagged" in check.line()
+
+
+def test_data_a_rejected_version_was_trained_on_is_not_retrained():
+    check = compare("data/", "m", NEW, RegistryState("3", {"3": OLD, "4": NEW, "6": NEW, "5": OLD}))
+    assert check.status is Status.ALREADY_TRAINED and not check.needs_training
+    assert check.trained_version == "6" and "v6 was already trained on it and not promoted" in check.line()
+
+
+# --- against a real SQLite registry and real files ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory):
+    """A fresh MLflow SQLite store with model versions tagged like the register step tags them."""
+    import mlflow
+
+    folder = tmp_path_factory.mktemp("registry")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    yield mlflow.MlflowClient()
+    mlflow.set_tracking_uri(previous)
+
+
+def _register(client, name: str, fingerprint: str | None) -> str:
+    if not client.search_registered_models(f"name='{name}'"):
+        client.create_registered_model(name)
+    tags = {FINGERPRINT_TAG: fingerprint} if fingerprint else {}
+    return str(client.create_model_version(name, source="file:///nowhere", tags=tags).version)
+
+
+def test_check_target_reads_files_and_the_registry(sqlite_registry, tmp_path):
+    from graft.data.sources import data_fingerprint
+
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 3, "dog": 3})
+    name = "unit-watch-registry"
+    assert check_target(str(root), name).status is Status.NO_CHAMPION  # the model does not exist yet
+
+    first = _register(sqlite_registry, name, data_fingerprint(str(root)))
+    sqlite_registry.set_registered_model_alias(name, "champion", first)
+    check = check_target(str(root), name)
+    assert (check.status, check.champion) == (Status.UNCHANGED, first)
+    assert check.seconds < 5
+
+    save_image(root / "dog" / "0000.png", noise_pixels(999))  # same name, new content
+    changed = check_target(str(root), name)
+    assert changed.status is Status.CHANGED and changed.champion_fingerprint == check.fingerprint != changed.fingerprint
+
+    rejected = _register(sqlite_registry, name, changed.fingerprint)  # trained on it, not promoted
+    again = check_target(str(root), name)
+    assert (again.status, again.trained_version) == (Status.ALREADY_TRAINED, rejected)
+
+
+# --- the digest memo: unchanged files are not read again ----------------------------------------
+
+
+def _memo_pass(memo_dir: Path, root: Path) -> tuple[str, int]:
+    from graft.data.catalog import read_catalog
+    from graft.data.digest_memo import DigestMemo
+    from graft.data.ingest import catalog_fingerprint
+
+    memo = DigestMemo(memo_dir, root)
+    fingerprint = catalog_fingerprint(read_catalog(root, "t"), digest=memo.digest)[0]
+    memo.save()
+    return fingerprint, memo.reads
+
+
+def test_memo_skips_unchanged_files_and_keeps_the_content_fingerprint(tmp_path, monkeypatch):
+    from graft.data import digest_memo
+    from graft.data.sources import data_fingerprint
+
+    monkeypatch.setattr(digest_memo, "RECENT_SECONDS", 0.0)
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 3, "dog": 3})
+    plain = data_fingerprint(str(root))
+    assert _memo_pass(tmp_path / "memo", root) == (plain, 6)
+    assert _memo_pass(tmp_path / "memo", root) == (plain, 0)
+    assert data_fingerprint(str(root), memo_dir=tmp_path / "memo") == plain
+
+
+def test_memo_sees_a_same_size_rewrite_even_with_the_old_mtime_put_back(tmp_path, monkeypatch):
+    from graft.data import digest_memo
+
+    monkeypatch.setattr(digest_memo, "RECENT_SECONDS", 0.0)
+    root = tmp_path / "target"
+    files = image_folder(root, {"cat": 2, "dog": 2})
+    before, _ = _memo_pass(tmp_path / "memo", root)
+    victim = files[0]
+    old = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[-13] ^= 0xFF  # a byte of the image data chunk's CRC: same size, different bytes
+    import time
+
+    time.sleep(0.05)  # past the filesystem clock's tick
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(old.st_atime_ns, old.st_mtime_ns))  # as `touch -d` or `rsync -t` would leave it
+    assert victim.stat().st_size == old.st_size and victim.stat().st_mtime_ns == old.st_mtime_ns
+    after, reads = _memo_pass(tmp_path / "memo", root)
+    assert reads == 1 and after != before
+
+
+def test_memo_does_not_remember_files_written_just_now(tmp_path):
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 2, "dog": 2})
+    assert _memo_pass(tmp_path / "memo", root)[1] == 4
+    assert _memo_pass(tmp_path / "memo", root)[1] == 4  # within RECENT_SECONDS of their write
+
+
+# --- one check, the loop -----------------------------------------------------------------------
+
+
+class FakeTrain:
+    def __init__(self, error: GraftError | None = None):
+        self.calls, self.error = [], error
+
+    def __call__(self, config):
+        self.calls.append(config.data.target)
+        if self.error:
+            raise self.error
+        promotion = {"model_name": config.registry.model_name, "registered_version": "7", "promoted": True}
+        return SimpleNamespace(run_name="graft-test-run", seconds=1.0, promotion=promotion)
+
+
+def _config(target: str = "data/"):
+    return load_config(None, {"data": {"target": target}, "registry": {"model_name": "unit-watch"}})
+
+
+def _fixed(fingerprint: str, champion: str | None, tags: dict[str, str]):
+    return {"fingerprint": lambda spec, role: fingerprint, "registry": lambda name: RegistryState(champion, tags)}
+
+
+def test_watch_once_trains_nothing_on_unchanged_data(tmp_path):
+    train, lines = FakeTrain(), []
+    check = watch_once(_config(), train, tmp_path, lambda line, err=False: lines.append(line), **_fixed(OLD, "1", {"1": OLD}))
+    assert check.status is Status.UNCHANGED and train.calls == []
+    assert len(lines) == 1 and "unchanged" in lines[0]
+
+
+def test_watch_once_trains_on_changed_data_and_reports_the_version(tmp_path):
+    train, lines = FakeTrain(), []
+    watch_once(_config(), train, tmp_path, lambda line, err=False: lines.append(line), **_fixed(NEW, "1", {"1": OLD}))
+    assert train.calls == ["data/"]
+    assert "changed from" in lines[0] and "registered unit-watch v7 (promoted to champion)" in lines[1]
+
+
+def test_once_raises_the_runs_error(tmp_path):
+    train = FakeTrain(ValidationFailed("--target data/: 3 files cannot be decoded"))
+    with pytest.raises(ValidationFailed):
+        watch(_config(), train, tmp_path, interval=1, once=True, echo=lambda *a, **k: None, **_fixed(NEW, None, {}))
+
+
+def test_loop_prints_a_failed_run_and_keeps_watching_without_rerunning_the_same_data(tmp_path):
+    train = FakeTrain(ValidationFailed("--target data/: 3 files cannot be decoded"))
+    lines, sleeps = [], []
+    watch(
+        _config(), train, tmp_path, interval=30, once=False, echo=lambda line, err=False: lines.append((line, err)),
+        sleep=sleeps.append, max_checks=3, **_fixed(NEW, "1", {"1": OLD}),
+    )
+    assert train.calls == ["data/"]  # the second and third checks see the same bad data
+    assert ("error: --target data/: 3 files cannot be decoded", True) in lines
+    assert sum("already failed" in line for line, _ in lines) == 2
+    assert sleeps == [30, 30]
+
+
+def test_a_second_watch_of_the_same_model_skips_while_the_first_holds_the_lock(tmp_path):
+    from graft.watch import watch_lock
+
+    train, lines = FakeTrain(), []
+    with watch_lock(tmp_path, "unit-watch") as first:
+        assert first
+        assert watch_once(_config(), train, tmp_path, lambda line, err=False: lines.append(line), **_fixed(NEW, None, {})) is None
+    assert train.calls == [] and "skipping this check" in lines[0]
+
+
+def test_watch_cli_on_a_missing_target_is_one_error_line(tmp_path):
+    result = graft_in_process("watch", "--once", "--target", str(tmp_path / "absent"))
+    assert result.returncode == DataError.exit_code
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        f"error: --target {tmp_path / 'absent'}: no such file or folder; give builtin:mnist, builtin:digits, an ImageFolder folder or a .csv/.parquet manifest"
+    ]
+
+
+# --- the schedule file -------------------------------------------------------------------------
+
+
+def _schedule(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "schedule.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_schedule_is_valid():
+    schedule = load_schedule(REPO / "configs" / "schedule.yaml")
+    assert schedule.cron_expression == "0 3 * * *" and schedule.catchup is False
+
+
+def test_schedule_with_times_becomes_a_zenml_schedule(tmp_path):
+    path = _schedule(tmp_path, "cron_expression: '*/15  6-18 * * 1-5'\nstart_time: 2026-12-01T00:00:00Z\nend_time: 2027-01-01T00:00:00+01:00\n")
+    schedule = load_schedule(path)
+    assert schedule.cron_expression == "*/15 6-18 * * 1-5"
+    zenml = schedule.zenml_schedule()
+    assert zenml.cron_expression == "*/15 6-18 * * 1-5" and zenml.interval_second is None and zenml.catchup is False
+    assert zenml.start_time == datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert schedule.zenml_schedule(seconds_field=True).cron_expression == "0 */15 6-18 * * 1-5"  # Kubeflow's six fields
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("cron_expression: '61 3 * * *'\n", ["cron_expression", "not a valid cron expression"]),
+        ("cron_expression: 'every day'\n", ["cron_expression", "five-field"]),
+        ("cron_expression: '0 0 3 * * *'\n", ["cron_expression", "five-field"]),
+        ("cron_expression: '0 3 * * *'\ninterval_second: 3600\n", ["interval_second", "unknown key"]),
+        ("cron_expresion: '0 3 * * *'\n", ["cron_expresion", "unknown key"]),
+        ("catchup: false\n", ["cron_expression", "missing"]),
+        ("cron_expression: '0 3 * * *'\nstart_time: 2026-12-01T00:00:00\n", ["start_time", "timezone"]),
+        (
+            "cron_expression: '0 3 * * *'\nstart_time: 2027-01-01T00:00:00Z\nend_time: 2026-01-01T00:00:00Z\n",
+            ["end_time must be after start_time"],
+        ),
+        ("- 0 3 * * *\n", ["top level must be a mapping"]),
+    ],
+)
+def test_bad_schedule_files_name_the_key(tmp_path, text, needles):
+    path = _schedule(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_schedule(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_scheduled_options_for_kubeflow_use_six_fields_and_no_cache():
+    from pipelines.runner import scheduled_options
+
+    stack = SimpleNamespace(orchestrator=SimpleNamespace(flavor="kubeflow"))
+    with mock.patch("zenml.client.Client", return_value=SimpleNamespace(active_stack=stack)):
+        options = scheduled_options(ScheduleConfig(cron_expression="30 2 * * 0"))
+    assert options["enable_cache"] is False
+    assert options["schedule"].cron_expression == "0 30 2 * * 0"
+
+
+def test_run_with_schedule_but_no_orchestration_points_to_graft_schedule():
+    result = graft_in_process("run", "--schedule", str(REPO / "configs" / "schedule.yaml"))
+    assert result.returncode == ConfigError.exit_code
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--schedule needs --orchestration" in errors[0] and "graft schedule" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_orchestration_passes_the_validated_schedule_to_the_runner(tmp_path):
+    orchestration = tmp_path / "run.yaml"
+    orchestration.write_text("settings: {}\n")
+    with mock.patch("pipelines.runner.run_transfer", return_value=None) as run_transfer:
+        result = graft_in_process("run", "--orchestration", str(orchestration), "--schedule", str(REPO / "configs" / "schedule.yaml"))
+    assert result.returncode == 0, result.stderr
+    kwargs = run_transfer.call_args.kwargs
+    assert kwargs["orchestration"] == orchestration and kwargs["schedule"].cron_expression == "0 3 * * *"
+    assert "Scheduled" in result.stdout
+
+
+# --- the crontab line and its install ----------------------------------------------------------
+
+
+def test_crontab_line_runs_watch_once_from_the_checkout_and_logs(tmp_path):
+    line = crontab_line(
+        "0 3 * * *", checkout=Path("/srv/graft"), log_file=tmp_path / "home" / "logs" / "watch.log", model_name="digits",
+        graft=["/srv/graft/.venv/bin/graft"], graft_home=tmp_path / "home", target="/data/my images",
+        config=Path("/srv/graft/configs/transfer.yaml"),
+    )
+    assert line.startswith("0 3 * * * mkdir -p ")
+    assert "&& cd /srv/graft && GRAFT_HOME=" in line
+    assert "/srv/graft/.venv/bin/graft watch --once --model-name digits --target '/data/my images' --config /srv/graft/configs/transfer.yaml" in line
+    assert f">> {tmp_path / 'home' / 'logs' / 'watch.log'} 2>&1" in line
+    assert line.endswith("# graft-watch digits") and "\n" not in line
+
+
+def test_percent_signs_are_escaped_for_cron():
+    line = crontab_line("0 3 * * *", Path("/srv/100%"), Path("/tmp/logs/watch.log"), "m", graft=["graft"])
+    assert "/srv/100\\%" in line and "100%" not in line.replace("100\\%", "")
+
+
+@pytest.fixture
+def fake_crontab(tmp_path, monkeypatch):
+    """A ``crontab`` that keeps the table in a file: ``-l`` prints it (or fails like cron with none), ``-`` replaces it."""
+    table = tmp_path / "table"
+    script = tmp_path / "fake-crontab"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-l" ]; then [ -f "{table}" ] || {{ echo "no crontab for tester" >&2; exit 1; }}; cat "{table}"; exit 0; fi\n'
+        f'if [ "$1" = "-" ]; then cat > "{table}"; exit 0; fi\n'
+        "exit 2\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv(CRONTAB_COMMAND_ENV, str(script))
+    return table
+
+
+def test_install_adds_the_line_once_and_replaces_an_earlier_one(fake_crontab):
+    first = crontab_line("0 3 * * *", Path("/srv/graft"), Path("/tmp/l/watch.log"), "digits", graft=["graft"])
+    assert install_crontab_line(first, "digits") == []
+    fake_crontab.write_text(fake_crontab.read_text() + "15 * * * * backup.sh\n")
+    assert install_crontab_line(first, "digits") == [first]
+    second = crontab_line("*/30 * * * *", Path("/srv/graft"), Path("/tmp/l/watch.log"), "digits", graft=["graft"])
+    other_model = crontab_line("0 4 * * *", Path("/srv/graft"), Path("/tmp/l/watch.log"), "letters", graft=["graft"])
+    install_crontab_line(second, "digits")
+    install_crontab_line(other_model, "letters")
+    assert fake_crontab.read_text().splitlines() == ["15 * * * * backup.sh", second, other_model]
+
+
+def test_schedule_cli_installs_with_the_venvs_graft_and_graft_home(fake_crontab, tmp_path):
+    target = tmp_path / "images"
+    image_folder(target, {"a": 1, "b": 1})
+    for _ in range(2):
+        result = graft_in_process("schedule", "--target", str(target), "--install", "--model-name", "unit-schedule")
+        assert result.returncode == 0, result.stderr
+    lines = fake_crontab.read_text().splitlines()
+    assert len(lines) == 1 and lines[0] == result.stdout.strip()
+    assert f"cd {REPO} && GRAFT_HOME={os.environ['GRAFT_HOME']} " in lines[0]
+    assert f"watch --once --model-name unit-schedule --target {target}" in lines[0]
+    assert str(Path(sys.executable).parent) in lines[0] and "/logs/watch.log 2>&1" in lines[0]
+
+
+def test_missing_crontab_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(CRONTAB_COMMAND_ENV, "/nonexistent/crontab")
+    with pytest.raises(GraftError, match="not found: install cron"):
+        crontab_command()
+
+
+def test_ctrl_c_stops_the_watch_loop_with_exit_130(tmp_path):
+    image_folder(tmp_path / "images", {"a": 1, "b": 1})
+    with mock.patch("graft.watch.watch_once", side_effect=KeyboardInterrupt):
+        result = graft_in_process("watch", "--target", str(tmp_path / "images"), "--interval", "5")
+    assert result.returncode == 130 and "interrupted" in result.stderr and "Traceback" not in result.stderr
+    assert "every 5 s; Ctrl-C stops" in result.stderr
