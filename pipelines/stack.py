@@ -6,8 +6,52 @@ activates the stack. All of it lives in ZENML_CONFIG_PATH, under the state folde
 
 from __future__ import annotations
 
+import os
+
+from graft.errors import ConfigError
+
 LOCAL_STACK = "graft-local"
 TRACKER = "graft-mlflow"
+# The same secret name and keys as infra/kubeflow_stack.sh: the tracker's config holds references
+# to it, never the credentials themselves.
+CREDENTIALS_SECRET = "graft-mlflow"
+CREDENTIAL_REFERENCES = {
+    "tracking_username": "{{" + CREDENTIALS_SECRET + ".username}}",
+    "tracking_password": "{{" + CREDENTIALS_SECRET + ".password}}",
+}
+
+
+def is_remote(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def ensure_credentials_secret(tracking_uri: str) -> None:
+    """Store MLFLOW_TRACKING_USERNAME/PASSWORD as the ZenML secret the remote tracker refers to.
+
+    ZenML refuses a remote MLflow tracker without credentials; they come from the environment
+    (never from a graft config) and are refreshed whenever they change.
+    """
+    from zenml.client import Client
+
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if not username or not password:
+        raise ConfigError(
+            f"tracking server {tracking_uri} needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "in the environment (see README, Production tracking server)"
+        )
+    client = Client()
+    wanted = {"username": username, "password": password}
+    try:
+        secret = client.get_secret(CREDENTIALS_SECRET)
+    except KeyError:
+        try:
+            client.create_secret(CREDENTIALS_SECRET, values=wanted)
+            return
+        except Exception:  # another pipeline on this store created it meanwhile (EntityExistsError)
+            secret = client.get_secret(CREDENTIALS_SECRET)
+    if secret.secret_values != wanted:
+        client.update_secret(CREDENTIALS_SECRET, add_or_update_values=wanted)
 
 
 def ensure_local_stack(tracking_uri: str) -> None:
@@ -16,13 +60,19 @@ def ensure_local_stack(tracking_uri: str) -> None:
 
     client = Client()
     tracker_type = StackComponentType.EXPERIMENT_TRACKER
+    configuration = {"tracking_uri": tracking_uri}
+    if is_remote(tracking_uri):
+        ensure_credentials_secret(tracking_uri)
+        configuration.update(CREDENTIAL_REFERENCES)
     existing = {component.name: component for component in client.list_stack_components(type=tracker_type, size=100).items}
     if TRACKER not in existing:
-        client.create_stack_component(
-            name=TRACKER, flavor="mlflow", component_type=tracker_type, configuration={"tracking_uri": tracking_uri}
-        )
-    elif existing[TRACKER].configuration.get("tracking_uri") != tracking_uri:
-        client.update_stack_component(TRACKER, component_type=tracker_type, configuration={"tracking_uri": tracking_uri})
+        client.create_stack_component(name=TRACKER, flavor="mlflow", component_type=tracker_type, configuration=configuration)
+    else:
+        current = existing[TRACKER].configuration
+        if not is_remote(tracking_uri):  # update_stack_component merges: drop references left by a remote URI
+            configuration.update({key: None for key in CREDENTIAL_REFERENCES if current.get(key)})
+        if any(current.get(key) != value for key, value in configuration.items()):
+            client.update_stack_component(TRACKER, component_type=tracker_type, configuration=configuration)
     stacks = {stack.name for stack in client.list_stacks(size=100).items}
     if LOCAL_STACK not in stacks:
         client.create_stack(

@@ -71,9 +71,32 @@ def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, ext
 
 def register(model_uri: str, model_name: str, tags: dict[str, str]) -> str:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    version = mlflow.register_model(model_uri, model_name, tags=tags)
+    try:
+        version = mlflow.register_model(model_uri, model_name, tags=tags)
+    except MlflowException as error:
+        if not _unreachable(error):
+            raise
+        raise RegistryError(
+            f"MLflow at {mlflow.get_tracking_uri()} is not reachable while registering {model_name}; "
+            "start it or retry (the champion was not moved)"
+        ) from None
     return str(version.version)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """MLflow wraps a refused connection or a timeout into a plain MlflowException; find it in the chain."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def aliases(model_name: str) -> dict[str, str]:
