@@ -64,6 +64,7 @@ def run_transfer(
     options = {
         "settings": {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment_name)},
         "enable_cache": enable_cache,
+        "steps": step_retries(config),
     }
     if orchestration is not None:
         options["config_path"] = str(orchestration)
@@ -77,6 +78,22 @@ def run_transfer(
         raise user_facing_failure(options["run_name"]) or failure
     seconds = time.perf_counter() - started
     return collect_outcome(run, seconds, tracking_uri)
+
+
+# Retried: the register step only talks to the tracking server and registry, and it is idempotent per
+# pipeline run (publish reuses this run's version). Training steps are not: a retry re-trains from the
+# start, and their failures are rarely transient.
+RETRIED_STEPS = ("register",)
+
+
+def step_retries(config: GraftConfig) -> dict:
+    from zenml.config.retry_config import StepRetryConfig
+
+    retry = config.tracking.retry
+    if retry.max_retries == 0:
+        return {}
+    policy = StepRetryConfig(max_retries=retry.max_retries, delay=retry.delay, backoff=retry.backoff)
+    return {name: {"retry": policy} for name in RETRIED_STEPS}
 
 
 def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:
