@@ -260,7 +260,7 @@ def main() -> None:
 
     configure_environment()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except GraftError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
@@ -283,6 +283,10 @@ def main() -> None:
         if isinstance(error, click.exceptions.Exit):
             sys.exit(error.exit_code)
         raise
+    if code == 130:  # Typer turns Ctrl-C into Exit(130), which outside standalone mode it returns, not raises
+        typer.echo("interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
