@@ -361,11 +361,6 @@ def main() -> None:
     configure_environment()
     try:
         code = app(standalone_mode=False)
-        # Outside standalone mode typer turns Ctrl-C (and explicit exits) into a returned exit code.
-        if code == 130:
-            typer.echo("interrupted", err=True)
-        if isinstance(code, int) and code:
-            sys.exit(code)
     except GraftError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
@@ -388,6 +383,10 @@ def main() -> None:
         if isinstance(error, click.exceptions.Exit):
             sys.exit(error.exit_code)
         raise
+    if code == 130:  # Typer turns Ctrl-C into Exit(130), which outside standalone mode it returns, not raises
+        typer.echo("interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -137,8 +137,17 @@ class RegistryConfig(StrictModel):
     model_name: str = Field("graft-classifier", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
 
 
+class RetryConfig(StrictModel):
+    """ZenML step retries for the steps that talk to the tracking server and the registry."""
+
+    max_retries: int = Field(2, ge=0, le=10, description="Extra attempts after a failure; 0 disables retries.")
+    delay: int = Field(5, ge=0, description="Seconds before the first retry.")
+    backoff: int = Field(2, ge=1, description="Each further delay is the previous one times this.")
+
+
 class TrackingConfig(StrictModel):
     experiment_name: str = Field("graft", min_length=1)
+    retry: RetryConfig = RetryConfig()
     tracking_uri: str | None = Field(None, description="Overrides GRAFT_TRACKING_URI and the local SQLite store.")
 
     @field_validator("tracking_uri")

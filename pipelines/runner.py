@@ -76,13 +76,16 @@ def run_transfer(
     options = {
         "settings": {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment_name)},
         "enable_cache": enable_cache,
+        "steps": step_retries(config),
     }
     if orchestration is not None:
         options["config_path"] = str(orchestration)
     if schedule is not None:
         options.update(scheduled_options(schedule))
         fingerprints = {name: "" for name in fingerprints}
-    options["run_name"] = run_name or f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    # A recurring run reuses its options: ZenML fills {date} and {time} in at each start, so names stay unique.
+    default_name = "graft-scheduled-{date}-{time}" if schedule is not None else f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    options["run_name"] = run_name or default_name
     quiet_expected_failures()
     try:
         run = transfer_pipeline.with_options(**options)(
@@ -108,6 +111,22 @@ def scheduled_options(schedule: ScheduleConfig) -> dict:
 
     kubeflow = Client().active_stack.orchestrator.flavor == "kubeflow"
     return {"schedule": schedule.zenml_schedule(seconds_field=kubeflow), "enable_cache": False}
+
+
+# Retried: the register step only talks to the tracking server and registry, and it is idempotent per
+# pipeline run (publish reuses this run's version). Training steps are not: a retry re-trains from the
+# start, and their failures are rarely transient.
+RETRIED_STEPS = ("register",)
+
+
+def step_retries(config: GraftConfig) -> dict:
+    from zenml.config.retry_config import StepRetryConfig
+
+    retry = config.tracking.retry
+    if retry.max_retries == 0:
+        return {}
+    policy = StepRetryConfig(max_retries=retry.max_retries, delay=retry.delay, backoff=retry.backoff)
+    return {name: {"retry": policy} for name in RETRIED_STEPS}
 
 
 def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:

@@ -99,6 +99,21 @@ def _unreachable(error: BaseException) -> bool:
     return False
 
 
+PIPELINE_RUN_TAG = "graft.pipeline_run"
+
+
+def version_of_pipeline_run(model_name: str, pipeline_run: str):
+    """The version a pipeline run already registered, or None: what a retried register step reuses.
+
+    The tags are written in the same transaction as the version, so a version found without
+    them cannot exist; at most one matches, as ``publish`` looks before it registers.
+    """
+    if not pipeline_run:
+        return None
+    found = _client().search_model_versions(f"name = '{model_name}' and tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run}'")
+    return min(found, key=lambda version: int(version.version)) if found else None
+
+
 def aliases(model_name: str) -> dict[str, str]:
     """Alias to version for a registered model; empty when the model is not registered yet."""
     from mlflow.exceptions import MlflowException

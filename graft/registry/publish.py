@@ -87,6 +87,9 @@ def publish(
     challenger = select_challenger(candidates, baseline)
     scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
     with promotion_lock(lock_dir, model_name):
+        registered = model_registry.version_of_pipeline_run(model_name, lineage.pipeline_run)
+        if registered is not None:
+            return republished(registered, challenger.strategy, model_uris)
         champion_before = model_registry.champion_version(model_name)
         champion = ChampionScore(None, None)
         if champion_before is not None:
@@ -122,6 +125,7 @@ def publish(
             **environment_tags(config),
             "graft.promotion": "promoted" if decision.promote else "rejected",
             "graft.promotion_reason": decision.reason,
+            "graft.promotion_decision": json.dumps({**decision.as_dict(), "champion_before": champion_before}),
         }
         version = model_registry.register(model_uris[challenger.strategy], model_name, tags)
         if decision.promote:
@@ -136,6 +140,31 @@ def publish(
         "decision": decision.as_dict(),
         "champion_before": champion_before,
         "champion_after": champion_after,
+        "model_uris": model_uris,
+    }
+
+
+def republished(registered, challenger: str, model_uris: dict[str, str]) -> dict:
+    """The record of a retried register step whose version exists already: never a second version.
+
+    The decision stands as recorded on the version. If the earlier attempt died between
+    registering and moving ``champion``, the move happens now, once, against the champion
+    the decision was taken on; if it moved already, the aliases are left alone.
+    """
+    model_name, version = registered.name, str(registered.version)
+    recorded = json.loads(registered.tags["graft.promotion_decision"])
+    champion_before = recorded.pop("champion_before")
+    if recorded["promote"] and model_registry.champion_version(model_name) != version:
+        model_registry.move_champion(model_name, version, champion_before)
+    return {
+        "model_name": model_name,
+        "registered_version": version,
+        "challenger": registered.tags.get("graft.strategy", challenger),
+        "promoted": recorded["promote"],
+        "reason": recorded["reason"],
+        "decision": recorded,
+        "champion_before": champion_before,
+        "champion_after": model_registry.champion_version(model_name),
         "model_uris": model_uris,
     }
 

@@ -1,0 +1,88 @@
+"""A retried register step reuses its pipeline run's version: no ZenML, a SQLite MLflow store in tmp."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from graft.errors import RegistryError
+from graft.registry import model_registry
+from graft.registry.publish import republished
+from graft.registry.tracking import ensure_experiment
+
+MODEL = "unit-idempotent"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh SQLite registry and one run whose artifact folder stands in for a logged model."""
+    root = tmp_path_factory.mktemp("mlflow")
+    previous = mlflow.get_tracking_uri()
+    ensure_experiment(f"sqlite:///{root}/mlflow.db", "unit-idempotent", root / "artifacts")
+    mlflow.set_experiment("unit-idempotent")
+    with mlflow.start_run() as run:
+        mlflow.log_text("stand-in", "model/MLmodel")
+    yield f"runs:/{run.info.run_id}/model"
+    mlflow.set_tracking_uri(previous)
+
+
+def register(source: str, pipeline_run: str, promote: bool, champion_before: str | None) -> str:
+    decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
+    tags = {
+        "graft.strategy": "parameter",
+        model_registry.PIPELINE_RUN_TAG: pipeline_run,
+        "graft.promotion_decision": json.dumps({**decision, "champion_before": champion_before}),
+    }
+    return model_registry.register(source, MODEL, tags)
+
+
+def versions() -> list[str]:
+    return sorted(str(version.version) for version in mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'"))
+
+
+def test_lookup_finds_only_this_pipeline_runs_version(store):
+    assert model_registry.version_of_pipeline_run(MODEL, "run-a") is None  # model not registered yet
+    first = register(store, "run-a", promote=False, champion_before=None)
+    second = register(store, "run-b", promote=False, champion_before=None)
+    assert str(model_registry.version_of_pipeline_run(MODEL, "run-a").version) == first
+    assert str(model_registry.version_of_pipeline_run(MODEL, "run-b").version) == second
+    assert model_registry.version_of_pipeline_run(MODEL, "run-c") is None
+    assert model_registry.version_of_pipeline_run(MODEL, "") is None  # no pipeline run: nothing to reuse
+    assert model_registry.version_of_pipeline_run("unit-never-registered", "run-a") is None
+
+
+def test_retry_after_register_moves_champion_once_and_never_adds_a_version(store):
+    old = register(store, "run-old", promote=True, champion_before=None)
+    model_registry.move_champion(MODEL, old, None)
+    # The attempt died after registering and before moving champion: the retry finishes the move.
+    new = register(store, "run-new", promote=True, champion_before=old)
+    before = versions()
+    record = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
+    assert record["registered_version"] == new and record["promoted"]
+    assert record["champion_before"] == old and record["champion_after"] == new
+    assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
+    # Retried again after the move: aliases stay where they are, still no new version.
+    again = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
+    assert again["registered_version"] == new and again["champion_after"] == new
+    assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
+    assert versions() == before
+
+
+def test_retry_of_a_rejected_version_leaves_aliases_alone(store):
+    aliases = model_registry.aliases(MODEL)
+    rejected = register(store, "run-rejected", promote=False, champion_before=aliases["champion"])
+    record = republished(model_registry.version_of_pipeline_run(MODEL, "run-rejected"), "parameter", {})
+    assert record["registered_version"] == rejected and not record["promoted"]
+    assert model_registry.aliases(MODEL) == aliases
+
+
+def test_retry_refuses_a_move_when_the_champion_moved_meanwhile(store):
+    stale = register(store, "run-stale", promote=True, champion_before="1")  # decided against v1
+    current = model_registry.aliases(MODEL)
+    assert current["champion"] != "1"
+    with pytest.raises(RegistryError, match="moved"):
+        republished(model_registry.version_of_pipeline_run(MODEL, "run-stale"), "parameter", {})
+    assert model_registry.aliases(MODEL) == current and stale not in current.values()
+
