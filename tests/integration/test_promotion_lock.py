@@ -124,15 +124,24 @@ def test_lock_keys_are_stable_and_distinct():
     assert -(2**63) <= locking.lock_key("x") < 2**63
 
 
-def _promote_if_better(tracking_uri: str, lock_dir: str, name: str, version: str, start: multiprocessing.Event) -> None:
-    """The promotion protocol of ``publish``: lock, re-read and score the champion, decide, move."""
+def _promote_if_better(tracking_uri: str, lock_dir: str, name: str, version: str, start, failures: str) -> None:
+    import traceback
     from pathlib import Path
 
+    try:
+        _promotion_protocol(tracking_uri, Path(lock_dir), name, version, start)
+    except BaseException:
+        Path(failures, f"v{version}.txt").write_text(traceback.format_exc())
+        raise
+
+
+def _promotion_protocol(tracking_uri: str, lock_dir, name: str, version: str, start) -> None:
+    """The promotion protocol of ``publish``: lock, re-read and score the champion, decide, move."""
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     score = float(client.get_model_version(name, version).tags["score"])
     start.wait(30)
-    with locking.promotion_lock(Path(lock_dir), name):
+    with locking.promotion_lock(lock_dir, name):
         champion = model_registry.champion_version(name)
         champion_score = float(client.get_model_version(name, champion).tags["score"]) if champion else None
         time.sleep(0.3)  # a slow champion re-score: the window in which an unlocked promoter races
@@ -151,18 +160,21 @@ def test_concurrent_promoters_end_with_the_best_one_as_the_only_champion(lock_ba
         str(client.create_model_version(name, f"file:///tmp/none-{index}", tags={"score": str(score)}).version)
         for index, score in enumerate(scores)
     ]
-    context = multiprocessing.get_context("fork")
+    # spawn: a fork of the test process would inherit its open database connections and threads
+    context = multiprocessing.get_context("spawn")
     start = context.Event()
+    failures = tmp_path / "failures"
+    failures.mkdir()
     workers = [
-        context.Process(target=_promote_if_better, args=(tracking_uri, str(tmp_path / "locks"), name, version, start))
+        context.Process(target=_promote_if_better, args=(tracking_uri, str(tmp_path / "locks"), name, version, start, str(failures)))
         for version in versions
     ]
     for worker in workers:
         worker.start()
     start.set()
     for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0] * len(workers), [p.read_text() for p in failures.iterdir()]
     final = model_registry.aliases(name)
     assert final["champion"] == versions[scores.index(max(scores))]
     assert final.get("previous_champion") in versions
