@@ -186,30 +186,33 @@ def test_transient_registry_error_is_retried(tmp_path):
     assert [str(version.version) for version in versions] == [outcome.promotion["registered_version"]]
 
 
-def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tmp_path):
-    real_register, real_move = model_registry.register, model_registry.move_champion
-    registered, moves = [], []
+@pytest.mark.parametrize("fail_after", ["register", "move_champion"])
+def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tmp_path, fail_after):
+    """The step dies after the version exists (before or after the alias moved); the retry finishes it."""
+    model = f"faults-after-{fail_after.replace('_', '-')}"
+    real = {name: getattr(model_registry, name) for name in ("register", "move_champion")}
+    calls: dict[str, list] = {name: [] for name in real}
 
-    def register_then_fail(*args, **kwargs):
-        registered.append(real_register(*args, **kwargs))
-        if len(registered) == 1:
-            raise transient_failure()  # the version exists; the step dies before it can say so
-        return registered[-1]
+    def real_then_fail_once(name):
+        def call(*args, **kwargs):
+            result = real[name](*args, **kwargs)
+            calls[name].append(args)
+            if name == fail_after and len(calls[name]) == 1:
+                raise transient_failure()  # done, but the step dies before it can say so
+            return result
 
-    def counted_move(*args, **kwargs):
-        moves.append(args)
-        return real_move(*args, **kwargs)
+        return call
 
-    with mock.patch.object(model_registry, "register", side_effect=register_then_fail), mock.patch.object(
-        model_registry, "move_champion", side_effect=counted_move
+    with mock.patch.object(model_registry, "register", side_effect=real_then_fail_once("register")), mock.patch.object(
+        model_registry, "move_champion", side_effect=real_then_fail_once("move_champion")
     ):
-        outcome, run = run_in_process(tmp_path, "faults-after-register")
-    assert len(registered) == 1  # the retry found the version and did not register again
+        outcome, run = run_in_process(tmp_path, model)
+    assert outcome.promotion["promoted"], outcome.promotion  # a new model name: beating scratch is enough
     assert register_attempts(run) == ["retried", "completed"]
-    versions = registered_versions("faults-after-register")
+    versions = registered_versions(model)
     assert len(versions) == 1
     version = str(versions[0].version)
     assert outcome.promotion["registered_version"] == version
-    assert len(moves) == (1 if outcome.promotion["promoted"] else 0)
-    expected = {"champion": version} if outcome.promotion["promoted"] else {}
-    assert model_registry.aliases("faults-after-register") == expected
+    assert len(calls["register"]) == 1  # the retry found the version instead of registering again
+    assert len(calls["move_champion"]) == 1  # and moved the alias only if the first attempt had not
+    assert model_registry.aliases(model) == {"champion": version}
