@@ -50,6 +50,11 @@ class StateLayout:
     def locks(self) -> Path:
         return self.root / "locks"
 
+    @property
+    def run_claims(self) -> Path:
+        """Which process runs which local pipeline run: how a run killed with -9 is found later."""
+        return self.root / "runs"
+
     def default_tracking_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,7 @@ def run_transfer(
     from zenml.utils import source_utils
 
     from pipelines.stack import ensure_local_stack
+    from pipelines.stale_runs import claim, fail_stale_runs
     from pipelines.transfer_pipeline import transfer_pipeline
 
     from graft.data.sources import data_fingerprint
@@ -68,6 +70,7 @@ def run_transfer(
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
         ensure_local_stack(tracking_uri)
+        fail_stale_runs(layout.run_claims)
     else:
         from pipelines.kubeflow import apply_kubeflow_fixes
 
@@ -87,10 +90,13 @@ def run_transfer(
     default_name = "graft-scheduled-{date}-{time}" if schedule is not None else f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     options["run_name"] = run_name or default_name
     quiet_expected_failures()
+    # A remote orchestrator's run outlives this process, so only local runs are claimed.
+    claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name) if orchestration is None else nullcontext()
     try:
-        run = transfer_pipeline.with_options(**options)(
-            source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
-        )
+        with claimed:
+            run = transfer_pipeline.with_options(**options)(
+                source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
+            )
     except Exception as failure:
         raise user_facing_failure(options["run_name"]) or failure
     if schedule is not None:

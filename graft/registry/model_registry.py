@@ -105,8 +105,8 @@ PIPELINE_RUN_TAG = "graft.pipeline_run"
 def version_of_pipeline_run(model_name: str, pipeline_run: str):
     """The version a pipeline run already registered, or None: what a retried register step reuses.
 
-    The tags are written in the same transaction as the version, so a version found without
-    them cannot exist; at most one matches, as ``publish`` looks before it registers.
+    MLflow writes a version and its tags in one transaction, so no version is ever left untagged
+    by a process that died while registering. At most one matches: ``publish`` looks first.
     """
     if not pipeline_run:
         return None

@@ -167,4 +167,3 @@ def republished(registered, challenger: str, model_uris: dict[str, str]) -> dict
         "champion_after": model_registry.champion_version(model_name),
         "model_uris": model_uris,
     }
-
