@@ -1,7 +1,8 @@
 """Read an image file into a uint8 ``(C, H, W)`` tensor by one policy.
 
-EXIF orientation is applied; palette and grayscale-with-alpha images become RGB or L; 16-bit
-images are mapped to 8 bits by bit depth (v / 257); alpha is composited onto black (the background of the digits).
+EXIF orientation is applied; alpha is composited onto black (the background of the digits), after
+which palette and RGBA images become RGB and grayscale-with-alpha (LA) images become L; 16-bit
+images are mapped to 8 bits by bit depth (v / 257).
 PIL's decompression-bomb limit stays in force: an image whose header declares more than
 ``Image.MAX_IMAGE_PIXELS`` pixels is refused before its pixels are read. Truncated files fail
 because the pixels are loaded, not only ``verify()``-ed.
@@ -71,7 +72,8 @@ def _to_tensor(image) -> torch.Tensor:
         if image.mode in ("P", "PA", "LA", "RGBA"):
             rgba = image.convert("RGBA")
             black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            image = Image.alpha_composite(black, rgba).convert("RGB")
+            # Grayscale with alpha has no colour to keep: it stays one channel, as an L image would.
+            image = Image.alpha_composite(black, rgba).convert("L" if image.mode == "LA" else "RGB")
         elif image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
         array = np.asarray(image, dtype=np.uint8)

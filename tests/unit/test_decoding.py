@@ -29,6 +29,20 @@ def test_rgba_is_composited_on_black(tmp_path):
     assert 95 <= int(decoded[0, 0, 0]) <= 105 and int(decoded[1, 0, 0]) == 0
 
 
+def test_grayscale_with_alpha_is_composited_on_black_and_stays_grayscale(tmp_path):
+    la = np.zeros((4, 4, 2), dtype=np.uint8)
+    la[..., 0] = 200
+    la[..., 1] = 255
+    la[0, 0, 1] = 128  # half transparent over black
+    la[1, 1, 1] = 0  # fully transparent: black whatever its gray
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    with Image.open(tmp_path / "la.png") as saved:
+        assert saved.mode == "LA"
+    decoded = decode_image_file(tmp_path / "la.png")
+    assert decoded.shape == (1, 4, 4)
+    assert int(decoded[0, 2, 2]) == 200 and 95 <= int(decoded[0, 0, 0]) <= 105 and int(decoded[0, 1, 1]) == 0
+
+
 def test_palette_becomes_rgb(tmp_path):
     image = Image.new("P", (5, 5))
     image.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
@@ -47,14 +61,22 @@ def test_sixteen_bit_is_scaled_to_eight(tmp_path):
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    pixels = np.zeros((2, 4), dtype=np.uint8)
-    pixels[0, 0] = 255
+    # A camera JPEG stored 16 high x 32 wide with a bright block in its stored top-left corner;
+    # orientation 6 says "rotate 90 degrees clockwise to show", which moves that corner to the top right.
+    pixels = np.zeros((16, 32), dtype=np.uint8)
+    pixels[:8, :8] = 255
     image = Image.fromarray(pixels, mode="L")
     exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    exif[0x0112] = 6
     image.save(tmp_path / "r.jpg", exif=exif, quality=100)
-    decoded = decode_image_file(tmp_path / "r.jpg")
-    assert decoded.shape == (1, 4, 2)
+    decoded = decode_image_file(tmp_path / "r.jpg")[0].float()
+    assert decoded.shape == (32, 16)
+    corners = {
+        "top right": decoded[:8, -8:], "top left": decoded[:8, :8],
+        "bottom left": decoded[-8:, :8], "bottom right": decoded[-8:, -8:],
+    }
+    means = {name: float(block.mean()) for name, block in corners.items()}
+    assert means["top right"] > 240 and all(mean < 15 for name, mean in means.items() if name != "top right"), means
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", None])
