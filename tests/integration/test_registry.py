@@ -64,6 +64,9 @@ def test_promotion_keeps_previous_and_rollback_swaps(versions):
     result = graft("rollback", "--model-name", MODEL)
     assert result.returncode == 0, result.stderr
     assert model_registry.aliases(MODEL) == {"champion": v1, "previous_champion": v2}
+    # A rollback moves aliases only: every registered version is still there to roll forward to.
+    remaining = mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'")
+    assert sorted(str(version.version) for version in remaining) == sorted(version for version, _ in versions)
     listing = graft("models", "--model-name", MODEL)
     assert listing.returncode == 0
     assert f"v{v1}" in listing.stdout and "champion" in listing.stdout
