@@ -19,6 +19,7 @@ set -euo pipefail
 : "${MLFLOW_URI:?set MLFLOW_URI to the remote MLflow tracking server}"
 : "${AWS_ACCESS_KEY_ID:?}" "${AWS_SECRET_ACCESS_KEY:?}" "${MLFLOW_TRACKING_USERNAME:?}" "${MLFLOW_TRACKING_PASSWORD:?}"
 IMAGE_BUILDER_FLAVOR="${IMAGE_BUILDER_FLAVOR:-local}"   # local (Docker on this machine) or kaniko (in-cluster)
+KANIKO_NAMESPACE="${KANIKO_NAMESPACE:-zenml-kaniko}"     # kaniko only: where its build pods run; must already exist
 KUBEFLOW_NAMESPACE="${KUBEFLOW_NAMESPACE:-kubeflow}"
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,7 +41,12 @@ if [[ -n "${S3_ENDPOINT:-}" ]]; then S3_ARGS+=(--client_kwargs="{\"endpoint_url\
 exists artifact-store graft-s3 || "$ZENML" artifact-store register graft-s3 --flavor=s3 "${S3_ARGS[@]}"
 
 exists container-registry graft-registry || "$ZENML" container-registry register graft-registry --flavor=default --uri="$REGISTRY_URI"
-exists image-builder graft-builder || "$ZENML" image-builder register graft-builder --flavor="$IMAGE_BUILDER_FLAVOR"
+BUILDER_ARGS=(--flavor="$IMAGE_BUILDER_FLAVOR")
+# kaniko builds in a pod on the cluster, so its flavor requires the kubectl context to start it in
+if [[ "$IMAGE_BUILDER_FLAVOR" == kaniko ]]; then
+  BUILDER_ARGS+=(--kubernetes_context="$KUBE_CONTEXT" --kubernetes_namespace="$KANIKO_NAMESPACE")
+fi
+exists image-builder graft-builder || "$ZENML" image-builder register graft-builder "${BUILDER_ARGS[@]}"
 exists experiment-tracker graft-mlflow-remote || "$ZENML" experiment-tracker register graft-mlflow-remote --flavor=mlflow \
   --tracking_uri="$MLFLOW_URI" --tracking_username='{{graft-mlflow.username}}' --tracking_password='{{graft-mlflow.password}}'
 
