@@ -44,3 +44,14 @@ def train_both_ways(payload: dict) -> dict:
         )
         results[name] = {"history": result.history_dicts(), "state_dict": model.state_dict(), "images_seen": result.images_seen}
     return results
+
+
+def run_reporting_world_size(wrapped: dict) -> dict:
+    """Run ``wrapped["task"]`` on ``wrapped["payload"]`` and report the world size its training saw."""
+    import importlib
+
+    from graft.training import distributed
+
+    module_name, function_name = wrapped["task"].split(":")
+    result = getattr(importlib.import_module(module_name), function_name)(wrapped["payload"])
+    return {"result": result, "world_size": distributed.current().world_size}

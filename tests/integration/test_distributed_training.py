@@ -77,3 +77,46 @@ def test_pretrain_config_switch_runs_the_step_training_under_torchrun(monkeypatc
     assert len(parallel.training.history) == len(single.training.history) == 2
     assert parallel.bundle.state_dict.keys() == single.bundle.state_dict.keys()
     assert parallel.holdout_accuracy == pytest.approx(single.holdout_accuracy, abs=0.25)
+
+
+def test_finetune_config_switch_runs_the_candidate_training_under_torchrun(monkeypatch):
+    from graft.data.dataset import ImageDataset
+    from graft.data.splits import split_target
+    from graft.models.architectures import ArchitectureSpec, build_classifier
+    from graft.models.bundle import ModelBundle
+    from graft.training.loop import predict_logits
+    from graft.transfer import train_candidate
+    from tests.integration.ddp_cases import PREPROCESSING, squares
+
+    torch.manual_seed(0)
+    spec = ArchitectureSpec(architecture="lenet_bn", num_classes=3, width=4)
+    source = ModelBundle.from_model(build_classifier(spec), spec, ["a", "b", "c"], PREPROCESSING)
+    images, labels = squares(20, seed=3)
+    target = split_target(ImageDataset(images, labels, ["a", "b", "c"], origin="test"), 0.25, 0.25, 10, split_seed=0, budget_seed=0)
+    settings = {
+        "device": "cpu",
+        "finetune": {"batch_size": 8, "augmentation": {"enabled": False}, "strategies": {"scratch": {"epochs": 1}, "parameter": {"epochs": 2}}},
+    }
+    single = train_candidate("parameter", source, target, GraftConfig.model_validate(settings))
+    launched = []
+
+    def run_and_report_world_size(task, payload, processes):
+        reported = run_under_torchrun("tests.integration.ddp_cases:run_reporting_world_size", {"task": task, "payload": payload}, processes)
+        launched.append((task, processes, reported["world_size"]))
+        return reported["result"]
+
+    monkeypatch.setattr("graft.transfer.run_under_torchrun", run_and_report_world_size)
+    switched = {**settings, "compute": {"distributed": {"finetune": True, "processes": 2}}}
+    parallel = train_candidate("parameter", source, target, GraftConfig.model_validate(switched))
+    assert launched == [("graft.transfer:finetune_worker", 2, 2)]  # task, processes asked for, world size training saw
+    assert parallel.strategy == "parameter"
+    assert len(parallel.history) == len(single.history) == 2
+    assert parallel.val_accuracy == max(row["val_accuracy"] for row in parallel.history)
+    assert parallel.bundle.state_dict.keys() == single.bundle.state_dict.keys()
+    assert parallel.bundle.class_names == ["a", "b", "c"]
+    # the returned bundle carries the best epoch's weights: on the validation split it scores what the candidate
+    # reports, give or take one image (rank 1 validated its half with its own BatchNorm running statistics)
+    logits = predict_logits(parallel.bundle.build_model(), target.images("val"), parallel.bundle.preprocessing)
+    accuracy = float((logits.argmax(dim=1) == target.labels("val")).float().mean())
+    assert accuracy == pytest.approx(parallel.val_accuracy, abs=1.01 / target.size("val"))
+    assert parallel.val_accuracy == pytest.approx(single.val_accuracy, abs=0.25)
