@@ -2,8 +2,10 @@
 
 Under ``torchrun`` every process holds the same data, seed and model; each takes a contiguous
 share of every global batch (the same global batches a single process would train on), gradients
-are averaged by DistributedDataParallel, and metrics are summed across processes. NCCL on CUDA,
-gloo on the CPU. Without torchrun everything here is a no-op for a single process.
+are averaged by DistributedDataParallel, and metrics are summed across processes. ``fit`` joins the
+process group itself, with the backend for the device it trains on: NCCL on CUDA, gloo on the CPU
+(also on a GPU host told to train on the CPU). Without torchrun everything here is a no-op for a
+single process.
 """
 
 from __future__ import annotations
@@ -43,17 +45,30 @@ def current() -> ProcessGroup:
     return ProcessGroup()
 
 
-def init_from_env() -> ProcessGroup:
-    """Join the process group torchrun describes in the environment (once per process)."""
+def backend_for(device: torch.device) -> str:
+    """NCCL only reduces CUDA tensors and gloo is the CPU backend, so the training device decides,
+    not whether the host happens to have a GPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_from_env(device: torch.device) -> ProcessGroup:
+    """Join the process group torchrun describes in the environment (once per process), with the
+    backend for ``device``, the device this process trains on."""
     if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
         return current()
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    backend = backend_for(device)
+    if backend == "nccl":
+        cuda_device = device if device.index is not None else torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(cuda_device)
+        dist.init_process_group(backend, device_id=cuda_device)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group(backend)
     return current()
+
+
+def launch_rank() -> int:
+    """This process's global rank as torchrun set it (0 outside torchrun), before or after joining."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def shutdown() -> None:

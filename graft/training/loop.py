@@ -8,7 +8,6 @@ parameter groups; the weights with the best validation score are restored at the
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import sys
@@ -22,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from graft.config import ComputeConfig
-from graft.data.preprocessing import PreprocessingSpec, normalise
+from graft.data.preprocessing import PreprocessingSpec
 from graft.training import distributed
 from graft.training.augment import BatchAugmenter
 from graft.training.freezing import train_mode
@@ -54,12 +53,17 @@ class EpochRecord:
 
 @dataclass
 class TrainingResult:
+    """``seconds`` is the whole fit; ``train_seconds`` and ``val_seconds`` are its time in training
+    batches and in per-epoch validation (the rest is setup and keeping the best weights)."""
+
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     best_val_accuracy: float = 0.0
     best_val_loss: float = math.inf
     seconds: float = 0.0
     images_seen: int = 0
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
 
     def history_dicts(self) -> list[dict]:
         return [asdict(record) for record in self.history]
@@ -92,31 +96,58 @@ def progress_enabled() -> bool:
     return os.environ.get(PROGRESS_ENV, "1") != "0"
 
 
-@torch.no_grad()
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, preprocessing: PreprocessingSpec, batch_size: int = 512
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocessing: PreprocessingSpec,
+    batch_size: int = 512,
+    compute: ComputeConfig | None = None,
 ) -> torch.Tensor:
-    """Logits for uint8 ``images``, computed on the model's device, returned on the CPU."""
+    """Logits for uint8 ``images``, computed on the model's device, returned on the CPU.
+
+    With ``compute``, on CUDA the forward passes use its bf16 autocast and channels_last, as
+    training does; without it they run in full precision.
+    """
     device = next(model.parameters()).device
+    autocast = _autocast(device, compute) if compute is not None else contextlib.nullcontext()
+    channels_last = compute is not None and _uses_channels_last(device, compute, images)
     switch_modes = not isinstance(model, torch.fx.GraphModule)  # exported graphs refuse .eval()
     was_training = model.training
     if switch_modes:
         model.eval()
     outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        chunk = images[start : start + batch_size].to(device, non_blocking=True)
-        outputs.append(model(normalise(chunk, preprocessing)).float().cpu())
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size].to(device, non_blocking=True)
+            inputs = _standardise_(chunk.float().div_(255.0), preprocessing)
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                outputs.append(model(inputs).float().cpu())
     if switch_modes:
         model.train(was_training)
     if not outputs:
         return torch.zeros((0, 0))
+    # concatenated outside inference mode: callers get an ordinary tensor they may modify in place
     return torch.cat(outputs)
 
 
-def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, preprocessing: PreprocessingSpec) -> tuple[float, float]:
+def _standardise_(pixels: torch.Tensor, preprocessing: PreprocessingSpec) -> torch.Tensor:
+    """Pixels in [0, 1] to model inputs, in place on a batch tensor made for this purpose: the
+    arithmetic of ``graft.data.preprocessing.normalise`` without a new tensor per operation."""
+    return pixels.sub_(preprocessing.mean).div_(preprocessing.std)
+
+
+def _uses_channels_last(device: torch.device, compute: ComputeConfig, images: torch.Tensor) -> bool:
+    return device.type == "cuda" and compute.channels_last and images.dim() == 4
+
+
+def _evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, preprocessing: PreprocessingSpec, compute: ComputeConfig
+) -> tuple[float, float]:
     if images.shape[0] == 0:
         return math.inf, 0.0
-    logits = predict_logits(model, images, preprocessing)
+    logits = predict_logits(model, images, preprocessing, compute=compute)
     targets = labels.cpu()
     return float(F.cross_entropy(logits, targets)), float((logits.argmax(dim=1) == targets).float().mean())
 
@@ -140,16 +171,16 @@ def _autocast(device: torch.device, compute: ComputeConfig):
 
 
 def _evaluate_share(
-    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, group: distributed.ProcessGroup
+    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, group: distributed.ProcessGroup, compute: ComputeConfig
 ) -> tuple[float, float]:
     """Validation loss and accuracy with each process scoring its share of the images."""
     count = data.val_images.shape[0]
     if not group.distributed:
-        return _evaluate(model, data.val_images, data.val_labels, preprocessing)
+        return _evaluate(model, data.val_images, data.val_labels, preprocessing, compute)
     if count == 0:
         return math.inf, 0.0
     start, stop = distributed.share(count, group)
-    logits = predict_logits(model, data.val_images[start:stop], preprocessing)
+    logits = predict_logits(model, data.val_images[start:stop], preprocessing, compute=compute)
     targets = data.val_labels[start:stop].cpu()
     totals = torch.tensor([float(F.cross_entropy(logits, targets, reduction="sum")) if stop > start else 0.0,
                            float((logits.argmax(dim=1) == targets).sum()) if stop > start else 0.0], dtype=torch.float64)
@@ -177,21 +208,24 @@ def fit(
 ) -> TrainingResult:
     """Train ``model`` in place through ``phases``; restore the best-validation weights.
 
-    Under torchrun (``graft.training.distributed``) every process runs this with the same
-    arguments; ``batch_size`` stays the global batch, split across the processes.
+    ``augment`` gets float pixels in [0, 1] and may return them modified; its result is normalised
+    in place. Under torchrun (``graft.training.distributed``) every process runs this with the same
+    arguments and joins the process group here, with the backend for the model's device;
+    ``batch_size`` stays the global batch, split across the processes.
     """
     compute = compute or ComputeConfig()
-    group = distributed.current()
     device = next(model.parameters()).device
+    group = distributed.init_from_env(device)
     data = data.to(device)
-    channels_last = device.type == "cuda" and compute.channels_last and data.train_images.dim() == 4
+    channels_last = _uses_channels_last(device, compute, data.train_images)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     restore_batch_norm = distributed.synchronise_batch_norm(model, device) if group.distributed else (lambda: None)
+    autocast = _autocast(device, compute)
     result = TrainingResult()
-    best_state = copy.deepcopy(model.state_dict())
+    # filled with copy_ whenever validation improves: no allocation per improving epoch
+    best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     count = data.train_images.shape[0]
-    mean, std = preprocessing.mean, preprocessing.std
     started = time.perf_counter()
     epoch_counter = 0
     for phase in phases:
@@ -200,11 +234,14 @@ def fit(
         trainable = {id(parameter) for group_ in phase.param_groups for parameter in group_["params"]}
         for parameter in model.parameters():
             parameter.requires_grad_(id(parameter) in trainable)
-        optimizer = torch.optim.AdamW(phase.param_groups, fused=device.type == "cuda" or None)
+        # copies: the schedule rewrites each group's "lr", and the phase should keep its own rates
+        optimizer = torch.optim.AdamW([dict(group_) for group_ in phase.param_groups], fused=device.type == "cuda" or None)
         steps_per_epoch = max(1, math.ceil(count / batch_size))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _cosine_with_warmup(phase.epochs * steps_per_epoch, phase.warmup_fraction)
-        )
+        # set directly rather than through LambdaLR, whose per-step bookkeeping shows in small models' step times
+        schedule = _cosine_with_warmup(phase.epochs * steps_per_epoch, phase.warmup_fraction)
+        base_rates = [group_["lr"] for group_ in optimizer.param_groups]
+        steps_taken = 0
+        _scale_learning_rates(optimizer, base_rates, schedule(steps_taken))
         # DDP registers gradient hooks for the parameters trainable now, hence one wrapper per phase
         training_model = distributed.wrap_for_data_parallel(model, device) if group.distributed else model
         if compute.compile:
@@ -222,10 +259,12 @@ def fit(
         )
         for epoch in range(1, phase.epochs + 1):
             epoch_counter += 1
+            epoch_started = time.perf_counter()
             train_mode(training_model, phase.frozen_batch_norm_statistics)
             order = torch.randperm(count, generator=generator).to(device)
             # summed on the device and read once per epoch: a per-batch .item() would stall the GPU
-            totals = torch.zeros(2, device=device, dtype=torch.float64)
+            loss_total = torch.zeros((), device=device, dtype=torch.float64)
+            correct_total = torch.zeros((), device=device, dtype=torch.float64)
             seen = 0
             for start in range(0, count, batch_size):
                 global_index = order[start : start + batch_size]
@@ -233,19 +272,22 @@ def fit(
                 if global_count < 2 and count >= 2:
                     bar.update(1)
                     continue  # a single image breaks BatchNorm in training mode
-                first, last = distributed.share(global_count, group)
-                batch_index = global_index[first:last]
+                if group.distributed:
+                    first, last = distributed.share(global_count, group)
+                    batch_index = global_index[first:last]
+                else:
+                    batch_index = global_index
                 pixels = data.train_images[batch_index].float().div_(255.0)
                 if augment is not None:
                     if group.distributed and isinstance(augment, BatchAugmenter):
                         pixels = augment.apply(pixels, augment.draw(global_count).rows(first, last))
                     else:
                         pixels = augment(pixels)
-                inputs = (pixels - mean) / std
+                inputs = _standardise_(pixels, preprocessing)
                 if channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 targets = data.train_labels[batch_index]
-                with _autocast(device, compute):
+                with autocast:
                     logits = training_model(inputs)
                 if group.distributed:
                     # DDP averages gradients over processes; scaling each share's summed loss by
@@ -255,23 +297,28 @@ def fit(
                     loss = loss_sum * (group.world_size / global_count)
                 else:
                     loss = F.cross_entropy(logits.float(), targets)
-                    loss_sum = loss * targets.shape[0]
+                    loss_sum = loss.detach() * targets.shape[0]
                 total = loss + regularizer(model) if regularizer is not None else loss
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
-                scheduler.step()
-                totals[0] += loss_sum.detach()
-                totals[1] += (logits.detach().argmax(dim=1) == targets).sum()
+                steps_taken += 1
+                _scale_learning_rates(optimizer, base_rates, schedule(steps_taken))
+                loss_total.add_(loss_sum.detach())
+                correct_total.add_((logits.detach().argmax(dim=1) == targets).sum())
                 seen += global_count
                 bar.update(1)
-            loss_total, correct = distributed.sum_across(totals, group).tolist()
+            totals = torch.stack((loss_total, correct_total))
+            train_loss_sum, correct = distributed.sum_across(totals, group).tolist()  # also waits for the device
+            validation_started = time.perf_counter()
+            result.train_seconds += validation_started - epoch_started
             result.images_seen += seen
-            val_loss, val_accuracy = _evaluate_share(model, data, preprocessing, group)
+            val_loss, val_accuracy = _evaluate_share(model, data, preprocessing, group, compute)
+            result.val_seconds += time.perf_counter() - validation_started
             record = EpochRecord(
                 phase=phase.name,
                 epoch=epoch_counter,
-                train_loss=loss_total / max(seen, 1),
+                train_loss=train_loss_sum / max(seen, 1),
                 train_accuracy=correct / max(seen, 1),
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
@@ -288,7 +335,8 @@ def fit(
             )
             if improved or not result.history[:-1]:
                 result.best_val_accuracy, result.best_val_loss, result.best_epoch = val_accuracy, val_loss, epoch_counter
-                best_state = copy.deepcopy(model.state_dict())
+                for name, tensor in model.state_dict().items():
+                    best_state[name].copy_(tensor)
                 stale_epochs = 0
             else:
                 stale_epochs += 1
@@ -302,3 +350,8 @@ def fit(
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _scale_learning_rates(optimizer: torch.optim.Optimizer, base_rates: list[float], factor: float) -> None:
+    for group, base_rate in zip(optimizer.param_groups, base_rates, strict=True):
+        group["lr"] = base_rate * factor

@@ -1,7 +1,8 @@
 """Entry point of each process started by ``graft.training.launch`` under torchrun.
 
-``python -m graft.training.worker module:function inputs.pt outputs.pt``: joins the process group,
-calls the function with the saved inputs, and rank 0 saves what it returns.
+``python -m graft.training.worker module:function inputs.pt outputs.pt``: calls the function with
+the saved inputs, and rank 0 saves what it returns. The function's ``fit`` joins the process group,
+because only it knows the device, and so the backend, the training uses.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ def main(argv: list[str]) -> None:
     task, inputs, outputs = argv
     module_name, function_name = task.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    group = distributed.init_from_env()
     try:
         result = function(torch.load(inputs, weights_only=True))
-        if group.is_main:
+        if distributed.launch_rank() == 0:
             torch.save(result, outputs)
     finally:
         distributed.shutdown()

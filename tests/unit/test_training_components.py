@@ -12,6 +12,7 @@ from torch import nn
 from graft.config import AugmentationConfig
 from graft.errors import ConfigError
 from graft.models.architectures import ArchitectureSpec, build_classifier
+from graft.training import distributed
 from graft.training.augment import BatchAugmenter
 from graft.training.batchnorm import reestimate_batch_norm
 from graft.training.devices import resolve_device, seed_everything
@@ -249,3 +250,25 @@ def test_seed_everything_is_repeatable():
     generator = seed_everything(11)
     again = (random.random(), float(np.random.rand()), float(torch.rand(1)), float(torch.rand(1, generator=generator)))
     assert first == again
+
+
+def test_distributed_backend_follows_the_training_device():
+    assert distributed.backend_for(torch.device("cuda", 1)) == "nccl"
+    assert distributed.backend_for(torch.device("cuda")) == "nccl"
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+
+
+def test_torchrun_process_training_on_the_cpu_of_a_gpu_host_joins_with_gloo(monkeypatch):
+    joined, selected = [], []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", selected.append)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **options: joined.append((backend, options)))
+    distributed.init_from_env(torch.device("cpu"))
+    assert joined == [("gloo", {})]
+    assert selected == []
+    distributed.init_from_env(torch.device("cuda"))
+    assert joined[-1] == ("nccl", {"device_id": torch.device("cuda", 1)})  # LOCAL_RANK picks the GPU
+    assert selected == [torch.device("cuda", 1)]

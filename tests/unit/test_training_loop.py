@@ -51,6 +51,8 @@ def test_fit_learns_a_separable_problem(data, preprocessing):
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.images_seen == 8 * 48
     assert result.seconds > 0
+    assert result.train_seconds > 0 and result.val_seconds > 0
+    assert result.train_seconds + result.val_seconds <= result.seconds
     assert not model.training  # fit leaves the model in eval mode
     dicts = result.history_dicts()
     assert dicts[0].keys() >= {"phase", "epoch", "train_loss", "val_accuracy", "learning_rate"}
@@ -192,6 +194,15 @@ def test_fit_learning_rate_schedule(data, preprocessing):
     assert max(rates) <= 1e-2 + 1e-12
 
 
+def test_fit_leaves_the_phase_learning_rates_as_configured(data, preprocessing):
+    model = lenet()
+    phases = [Phase("a", 2, all_params(model, lr=1e-2))]
+    first = run(model, data, phases, preprocessing)
+    assert phases[0].param_groups[0]["lr"] == 1e-2
+    again = run(model, data, phases, preprocessing)  # the same phases again: the schedule starts from 1e-2 again
+    assert [r.learning_rate for r in again.history] == [r.learning_rate for r in first.history]
+
+
 def test_cosine_with_warmup_factor():
     factor = _cosine_with_warmup(100, 0.1)
     assert factor(0) == pytest.approx(0.1)
@@ -216,4 +227,5 @@ def test_predict_logits(data, preprocessing):
     with torch.no_grad():
         expected = model.eval()(normalise(data.val_images, preprocessing))
     assert torch.allclose(logits, expected, atol=1e-5)
+    assert not logits.is_inference()  # callers may modify it in place
     assert predict_logits(model, data.val_images[:0], preprocessing).numel() == 0
