@@ -122,13 +122,21 @@ def scan_image_folder(root: Path, origin: str) -> Catalog:
 def _read_table(path: Path, origin: str):
     import pandas as pd
 
+    csv = path.suffix.lower() == ".csv"
+    expected = (
+        "a .csv manifest must be UTF-8 text with a header row path,label[,split]"
+        if csv
+        else "a .parquet manifest must be a Parquet table with the columns path,label[,split]"
+    )
     try:
-        if path.suffix.lower() == ".csv":
+        if csv:
             return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         return pd.read_parquet(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{origin}: cannot read the manifest: it is not UTF-8 text (a binary file?); {expected}") from None
     except Exception as error:  # pandas raises a dozen parser and IO error types
         reason = " ".join(str(error).split())[:200]
-        raise DataError(f"{origin}: cannot read the manifest ({type(error).__name__}: {reason})") from None
+        raise DataError(f"{origin}: cannot read the manifest ({type(error).__name__}: {reason}); {expected}") from None
 
 
 def read_manifest(path: Path, origin: str) -> Catalog:

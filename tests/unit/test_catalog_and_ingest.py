@@ -225,10 +225,25 @@ def test_manifest_row_without_label_is_refused(tmp_path):
         read_catalog(manifest, "--target m")
 
 
-def test_unreadable_manifest_is_a_data_error(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(256)) * 8, r"\(ParserError: .*\)"),  # every byte value: the tokenizer gives up first
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(128, 256)) * 8, ": it is not UTF-8 text"),  # an image saved as .csv
+    ],
+    ids=["garbled", "binary"],
+)
+def test_unreadable_manifest_is_a_data_error(tmp_path, content, reason):
     manifest = tmp_path / "m.csv"
-    manifest.write_bytes(bytes(range(256)) * 8)
-    with pytest.raises(DataError, match="--target m: (cannot read the manifest|the manifest lacks)"):
+    manifest.write_bytes(content)
+    with pytest.raises(DataError, match=f"--target m: cannot read the manifest ?{reason}.*must be UTF-8 text with a header row path,label"):
+        read_catalog(manifest, "--target m")
+
+
+def test_unreadable_parquet_manifest_says_what_it_must_be(tmp_path):
+    manifest = tmp_path / "m.parquet"
+    manifest.write_text("path,label\nimg/0.png,x\n")  # a CSV under a Parquet name
+    with pytest.raises(DataError, match="--target m: cannot read the manifest .*must be a Parquet table with the columns path,label"):
         read_catalog(manifest, "--target m")
 
 
