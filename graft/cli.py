@@ -121,12 +121,10 @@ def run(
     promotion = outcome.promotion
     typer.echo("")
     typer.echo(f"Source model: {100 * outcome.pretrain['source_holdout_accuracy']:.2f}% on held-out source images")
-    gate = outcome.validation
-    if gate:
-        warnings = [warning for warning in gate.get("warnings", []) if not warning["success"]]
-        drift = f"; drift warnings: {'; '.join(w['check'] + ' (' + w['detail'] + ')' for w in warnings)}" if warnings else ""
-        checked = "" if gate.get("reference") else "; no previous accepted target, drift not checked"
-        typer.echo(f"Data gate: passed, {len(gate.get('checks', []))} checks on {gate.get('rows', 0)} target files{drift}{checked}")
+    if outcome.validation:
+        from graft.validation.gate import passed_gate_line
+
+        typer.echo(passed_gate_line(outcome.validation))
     typer.echo(candidates_table(outcome.evaluation, promotion))
     typer.echo("")
     verdict = "PROMOTED to champion" if promotion["promoted"] else "not promoted"

@@ -1,7 +1,8 @@
 """A Great Expectations 1.x suite, built in code, over the target's manifest table.
 
 Two suites run in one checkpoint: ``target_gate`` blocks the run when it fails; ``target_drift``
-compares pixel statistics with the previous accepted target and only warns. The checkpoint
+compares pixel statistics with the previous accepted target and only warns (a drift check that
+crashes is a warning that drift could not be computed, not a stop). The checkpoint
 renders Data Docs into a folder of our choosing, because an ephemeral context writes them to a
 temporary folder that vanishes.
 
@@ -75,6 +76,12 @@ class CheckOutcome:
         detail = f": {self.detail}" if self.detail else ""
         return f"{self.check} {kind}{count}{examples}{detail}"
 
+    def warning_line(self) -> str:
+        """The line of a drift check that did not pass: a shift, or a check that could not be computed."""
+        if self.crashed:
+            return f"drift check '{self.check}' could not be computed ({self.detail or 'crashed'}); drift was not checked"
+        return self.line()
+
 
 @dataclass
 class GateReport:
@@ -93,13 +100,15 @@ class GateReport:
 
     @property
     def crashed(self) -> list[CheckOutcome]:
-        return [check for check in self.checks + self.warnings if check.crashed]
+        """Gate checks that raised. A drift check that raised is not here: drift only ever warns,
+        so not being able to compute it must not stop a run that a drift itself would not stop."""
+        return [check for check in self.checks if check.crashed]
 
     def summary_lines(self) -> list[str]:
         return [check.line() for check in self.failures]
 
     def warning_lines(self) -> list[str]:
-        return [check.line() for check in self.warnings if not check.success]
+        return [check.warning_line() for check in self.warnings if not check.success]
 
     def as_dict(self) -> dict:
         return {
@@ -110,6 +119,14 @@ class GateReport:
             "profile": self.profile,
             "reference": self.reference,
         }
+
+
+def passed_gate_line(report: dict) -> str:
+    """The run summary's line for a gate that passed (``GateReport.as_dict()``), drift warnings included."""
+    warnings = [CheckOutcome(**warning) for warning in report.get("warnings", []) if not warning["success"]]
+    drift = f"; drift warnings: {'; '.join(warning.warning_line() for warning in warnings)}" if warnings else ""
+    checked = "" if report.get("reference") else "; no previous accepted target, drift not checked"
+    return f"Data gate: passed, {len(report.get('checks', []))} checks on {report.get('rows', 0)} target files{drift}{checked}"
 
 
 def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateThresholds) -> list:
@@ -258,7 +275,19 @@ def _describe_result(result, table: pd.DataFrame) -> CheckOutcome:
         examples = [f"{row.path} ({row.decode_status})" for row in bad.itertuples()]
     elif config.type == "expect_column_unique_value_count_to_be_between" and not result.success:
         found = sorted(str(value) for value in table[kwargs["column"]].dropna().unique())
-        detail = f"found {len(found)}: {', '.join(found[:5])}; a classifier needs at least two classes"
+        detail = (
+            f"found {len(found)}: {', '.join(found[:5])}; a classifier needs at least two classes, "
+            "so add a folder (or manifest label) per class"
+        )
+    elif config.type == "expect_column_distinct_values_to_contain_set" and not result.success:
+        # GE reports no observed value here, only which of the wanted labels are absent.
+        missing = [str(value) for value in details.get("partial_missing_list") or []]
+        detail = f"no images of class(es) {', '.join(missing[:5])}" if missing else "some classes have no images"
+        if label and label.startswith("every class present in the "):
+            split = label.removeprefix("every class present in the ").removesuffix(" split")
+            detail += f"; add {split} images of every class"
+            if split != "train":  # a missing val or test split is carved out of train; a missing train is an error
+                detail += f", or leave the {split} split out so graft carves it from train"
     elif "observed_value" in details and not examples:
         observed = details["observed_value"]
         detail = f"observed {observed:.4g}" if isinstance(observed, float) else f"observed {observed}"

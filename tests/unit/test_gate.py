@@ -13,7 +13,7 @@ from graft.data.catalog import read_catalog
 from graft.data.ingest import FileRecord, Geometry, decode_catalog
 from graft.errors import GateCrashed, ValidationFailed
 from graft.validation import gate_target, raise_if_failed
-from graft.validation.gate import GateThresholds, run_gate
+from graft.validation.gate import GateThresholds, passed_gate_line, run_gate
 from graft.validation.manifest import build_manifest_table
 from graft.validation.run import validate_target_data
 from tests.image_cases import declared_size_png, image_folder, noise_pixels, save_image, split_image_folder, truncate
@@ -151,7 +151,8 @@ def test_class_missing_from_a_predefined_split(tmp_path):
     split_image_folder(tmp_path, {"train": {"a": 4, "b": 4}, "val": {"a": 1, "b": 1}, "test": {"a": 2}})
     report = gate(tmp_path)
     assert set(failed(report)) == {"every class present in the test split"}
-    assert "b" in failed(report)["every class present in the test split"].line()
+    line = failed(report)["every class present in the test split"].line()
+    assert "no images of class(es) b; add test images of every class" in line, line
 
 
 def test_too_few_images_per_class_in_val(tmp_path):
@@ -169,7 +170,8 @@ def test_labels_outside_expected_labels(tmp_path):
 
 def test_expected_label_missing_from_the_data(tmp_path):
     image_folder(tmp_path, {"a": 10, "b": 10})
-    assert_only_failure(gate(tmp_path, config(expected_labels=["a", "b", "c"])), "every expected label present")
+    check = assert_only_failure(gate(tmp_path, config(expected_labels=["a", "b", "c"])), "every expected label present")
+    assert "no images of class(es) c" in check.line() and "add" not in check.line(), check.line()
 
 
 def test_drift_is_a_warning_not_a_failure(tmp_path):
@@ -220,6 +222,41 @@ def test_crash_inside_an_expectation_is_reported_as_crashed(tmp_path, monkeypatc
     with pytest.raises(GateCrashed, match="one row per file crashed") as raised:
         raise_if_failed(report, "t")
     assert raised.value.exit_code == 5
+
+
+def test_crashed_drift_check_warns_that_drift_was_not_computed_and_does_not_stop(tmp_path, monkeypatch):
+    import great_expectations.expectations as gxe
+
+    image_folder(tmp_path, FLAT)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("mean exploded")
+
+    monkeypatch.setattr(gxe.ExpectColumnMeanToBeBetween, "_validate", broken)
+    report = gate(tmp_path, reference={"pixel_mean": 0.5, "pixel_std": 0.29})
+    assert report.success and report.crashed == [], [check.line() for check in report.checks]
+    assert [check.crashed for check in report.warnings] == [True, True]
+    warned = report.warning_lines()
+    assert len(warned) == 2 and all("could not be computed (mean exploded); drift was not checked" in line for line in warned), warned
+    raise_if_failed(report, "t")  # passes: drift only warns, so its crash only warns
+
+
+def test_run_summary_line_names_drift_and_drift_that_could_not_be_computed(tmp_path, monkeypatch):
+    import great_expectations.expectations as gxe
+
+    image_folder(tmp_path, FLAT)
+    quiet = passed_gate_line(gate(tmp_path).as_dict())
+    assert quiet.startswith("Data gate: passed, ") and quiet.endswith("on 36 target files; no previous accepted target, drift not checked")
+    shifted = passed_gate_line(gate(tmp_path, reference={"pixel_mean": 0.05, "pixel_std": 0.29}).as_dict())
+    assert "; drift warnings: pixel_mean within 0.1 of the previous accepted target (0.050) failed: observed" in shifted
+    assert "pixel_std" not in shifted and "drift not checked" not in shifted
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("mean exploded")
+
+    monkeypatch.setattr(gxe.ExpectColumnMeanToBeBetween, "_validate", broken)
+    crashed = passed_gate_line(gate(tmp_path, reference={"pixel_mean": 0.5, "pixel_std": 0.29}).as_dict())
+    assert crashed.count("could not be computed (mean exploded)") == 2, crashed
 
 
 def test_table_missing_a_profiled_column_is_a_crash_not_a_key_error(tmp_path):
