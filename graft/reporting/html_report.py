@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from graft.reporting.figures import confusion_matrix_figure, training_curves
+from graft.validation.run import COPIED_FROM_KEY, COPY_ERROR_KEY, LOGGED_RUN_KEY
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -48,6 +49,19 @@ def _version(version: str | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _validation_artifacts_place(validation: dict) -> str:
+    """Where the gate's files are in MLflow, also when the validate step came from the step cache."""
+    here = "MLflow artifacts of this run under <code>validation/</code>"
+    if validation.get(COPY_ERROR_KEY):
+        return (
+            f"MLflow artifacts under <code>validation/</code> of run <code>{html.escape(str(validation.get(LOGGED_RUN_KEY)))}</code>, "
+            f"where the cached validate step ran (copying them to this run failed: {html.escape(validation[COPY_ERROR_KEY])})"
+        )
+    if validation.get(COPIED_FROM_KEY):
+        return f"{here} (the validate step came from the step cache; copied from run <code>{html.escape(validation[COPIED_FROM_KEY])}</code>)"
+    return here
 
 
 def render_report(
@@ -105,14 +119,14 @@ def render_report(
         + ("<b>all passed</b>.</p>" if validation.get("success") else "<b class='failed'>failures</b>:</p>" + _table(["check", "column", "outcome", "rows"], validation_rows))
     )
     drift_rows = [
-        [html.escape(check["check"]), "warning" if not check.get("success") else "ok", html.escape(check.get("detail") or "")]
+        [html.escape(check["check"]), "not computed" if check.get("crashed") else ("warning" if not check.get("success") else "ok"), html.escape(check.get("detail") or "")]
         for check in validation.get("warnings", [])
     ]
     if drift_rows:
         validation_html += "<p>Drift against the previous accepted target (warnings only):</p>" + _table(["check", "outcome", "detail"], drift_rows)
     elif validation:
         validation_html += "<p>No previous accepted target for this model name: drift not checked.</p>"
-    validation_html += "<p>GE result JSON, manifest CSV and Data Docs: MLflow artifacts under <code>validation/</code>.</p>"
+    validation_html += f"<p>GE result JSON, manifest CSV and Data Docs: {_validation_artifacts_place(validation)}.</p>"
     data_rows = [[html.escape(str(key)), html.escape(str(value))] for key, value in data.items()]
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>

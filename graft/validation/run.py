@@ -22,7 +22,15 @@ from graft.validation import gate_target
 from graft.validation.gate import GateReport
 from graft.validation.manifest import build_manifest_table
 
-PROFILE_ARTIFACT = "validation/target_profile.json"
+VALIDATION_ARTIFACTS = "validation"
+PROFILE_ARTIFACT = f"{VALIDATION_ARTIFACTS}/target_profile.json"
+GATE_TAGS = ("graft.validation", "graft.model_name", "graft.target_fingerprint")
+GATE_METRICS = ("target_images", "gate_failed_checks", "gate_drift_warnings")
+# The MLflow run a validation report was logged to: it travels in the validate step's output, so a
+# later pipeline run that reuses the cached step knows where the gate's files are.
+LOGGED_RUN_KEY = "mlflow_run_id"
+COPIED_FROM_KEY = "mlflow_artifacts_copied_from"
+COPY_ERROR_KEY = "mlflow_artifacts_copy_error"
 # Static fonts and pictures make up 4 MB of every Data Docs site and carry no result.
 DATA_DOCS_HEAVY_FOLDERS = ("fonts", "images")
 
@@ -121,9 +129,9 @@ def log_outcome_to_mlflow(outcome: ValidationOutcome, model_name: str) -> None:
     files = outcome.files
     for key in ("summary", "ge_result", "manifest", "profile"):
         if key in files:
-            mlflow.log_artifact(str(files[key]), artifact_path="validation")
+            mlflow.log_artifact(str(files[key]), artifact_path=VALIDATION_ARTIFACTS)
     if outcome.report.data_docs:
-        mlflow.log_artifacts(outcome.report.data_docs, artifact_path="validation/data_docs")
+        mlflow.log_artifacts(outcome.report.data_docs, artifact_path=f"{VALIDATION_ARTIFACTS}/data_docs")
     mlflow.set_tags(
         {
             "graft.validation": "passed" if outcome.report.success else "failed",
@@ -138,3 +146,41 @@ def log_outcome_to_mlflow(outcome: ValidationOutcome, model_name: str) -> None:
             "gate_drift_warnings": float(len(outcome.report.warning_lines())),
         }
     )
+
+
+def attach_cached_validation(validation: dict, run_id: str) -> dict:
+    """Give MLflow run ``run_id`` the gate's files, tags and metrics when another run logged them.
+
+    A validate step served from ZenML's step cache does not run, so it logs nothing to the new
+    pipeline run's MLflow run; its cached output still names the run it was logged to, and that
+    run's ``validation/`` folder, gate tags and metrics are copied here. Returns ``validation``
+    with ``COPIED_FROM_KEY`` set when something was copied, unchanged when nothing had to be.
+
+    The files are provenance, not the model: when the copy fails (the old run was deleted, say)
+    the model is still registered, and ``COPY_ERROR_KEY`` says why the files stayed where they are.
+    """
+    import logging
+    import tempfile
+
+    import mlflow
+
+    source = validation.get(LOGGED_RUN_KEY)
+    if not source or source == run_id:
+        return validation
+    client = mlflow.MlflowClient()
+    try:
+        origin = client.get_run(source)
+        with tempfile.TemporaryDirectory(prefix="graft-validation-") as scratch:
+            local = mlflow.artifacts.download_artifacts(run_id=source, artifact_path=VALIDATION_ARTIFACTS, dst_path=scratch)
+            client.log_artifacts(run_id, local, artifact_path=VALIDATION_ARTIFACTS)
+    except Exception as error:  # any tracking or artifact-store error means the same here: the files stay in the old run
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+        logging.getLogger(__name__).warning("could not copy the cached validation's MLflow artifacts from run %s: %s", source, reason)
+        return {**validation, COPY_ERROR_KEY: reason}
+    for key in GATE_TAGS:
+        if key in origin.data.tags:
+            client.set_tag(run_id, key, origin.data.tags[key])
+    for key in GATE_METRICS:
+        if key in origin.data.metrics:
+            client.log_metric(run_id, key, origin.data.metrics[key])
+    return {**validation, COPIED_FROM_KEY: source}

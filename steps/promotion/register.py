@@ -9,6 +9,7 @@ from graft.paths import state_layout
 from graft.registry.publish import Lineage, publish
 from graft.reporting.html_report import write_run_report
 from graft.transfer import CandidateSet
+from graft.validation.run import attach_cached_validation
 
 
 @step(experiment_tracker=True, enable_cache=False)
@@ -23,6 +24,8 @@ def register(
     """Log every candidate as an MLflow model, register the best, move ``champion`` if it earned it."""
     config = config_from_dict(settings)
     active = mlflow.active_run()
+    if active:
+        validation_report = attach_cached_validation(validation_report, active.info.run_id)
     lineage = Lineage(
         source_fingerprint=pretrain_metrics["source_fingerprint"],
         target_fingerprint=target_splits.dataset.fingerprint,

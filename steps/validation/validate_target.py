@@ -8,7 +8,7 @@ from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.paths import state_layout
 from graft.validation import raise_if_failed
-from graft.validation.run import log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
+from graft.validation.run import LOGGED_RUN_KEY, log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
 from steps.materializers import GraftDataMaterializer
 
 
@@ -22,6 +22,8 @@ def validate_target(target: str, target_fingerprint: str, settings: dict) -> tup
     ``target_fingerprint`` is not read: it is in the signature so that changed files miss the
     step cache even though the path is the same. The GE result and Data Docs are saved as ZenML
     artifacts and MLflow artifacts before a failure is raised, so a failed gate can be inspected.
+    The report names its MLflow run, from which the register step copies the files into a later
+    run that got this step from the cache.
     """
     config = config_from_dict(settings)
     run_name = get_step_context().pipeline_run.name
@@ -37,4 +39,4 @@ def validate_target(target: str, target_fingerprint: str, settings: dict) -> tup
     if page:
         save_artifact(HTMLString(page), name="target_data_docs")
     raise_if_failed(outcome.report, target)
-    return outcome.splits, outcome.report.as_dict()
+    return outcome.splits, {**outcome.report.as_dict(), LOGGED_RUN_KEY: active.info.run_id if active else None}

@@ -17,7 +17,7 @@ def _metrics(accuracy: float) -> dict:
     return {"accuracy": accuracy, "macro_f1": accuracy, "balanced_accuracy": accuracy, "nll": 0.3, "ece": 0.05, "ece_calibrated": 0.02}
 
 
-def _report(promoted: bool) -> str:
+def _report(promoted: bool, **validation_extra) -> str:
     evaluation = {
         "class_names": ["a", "b"],
         "test_images": 10,
@@ -39,7 +39,7 @@ def _report(promoted: bool) -> str:
         "champion_before": "2",
         "champion_after": "3" if promoted else "2",
     }
-    validation = {"success": True, "rows": 20, "checks": [{"check": "expect_x", "success": True}]}
+    validation = {"success": True, "rows": 20, "checks": [{"check": "expect_x", "success": True}], **validation_extra}
     return render_report(
         title="graft run test",
         data={"source": "builtin:mnist", "target": "builtin:digits"},
@@ -66,3 +66,21 @@ def test_report_has_sections_figures_and_decision():
 def test_rejected_decision_is_marked():
     page = _report(promoted=False)
     assert "not promoted" in page and 'class="rejected"' in page
+
+
+def test_report_says_where_the_gate_files_are_also_after_a_cached_validate():
+    assert "MLflow artifacts of this run under <code>validation/</code>." in _report(True, mlflow_run_id="r1")
+    copied = _report(True, mlflow_run_id="r1", mlflow_artifacts_copied_from="r1")
+    assert "of this run under <code>validation/</code> (the validate step came from the step cache; copied from run <code>r1</code>)" in copied
+    failed = _report(True, mlflow_run_id="r1", mlflow_artifacts_copy_error="RestException: RESOURCE_DOES_NOT_EXIST")
+    assert "under <code>validation/</code> of run <code>r1</code>" in failed and "copying them to this run failed: RestException" in failed
+    assert "of this run" not in failed
+
+
+def test_drift_check_that_crashed_is_shown_as_not_computed():
+    warnings = [
+        {"check": "pixel_mean within 0.1", "success": False, "crashed": True, "detail": "boom"},
+        {"check": "pixel_std within 0.1", "success": False, "crashed": False, "detail": "observed 0.9"},
+    ]
+    page = _report(True, warnings=warnings)
+    assert "<td>not computed</td><td>boom</td>" in page.replace("\n", "") and "<td>warning</td><td>observed 0.9</td>" in page.replace("\n", "")
