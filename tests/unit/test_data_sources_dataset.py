@@ -157,3 +157,16 @@ def test_eval_set_hash_tracks_the_test_split_only(blob_dataset):
     assert splits.eval_set_hash() == other_train.eval_set_hash()
     other_test = TargetSplits(blob_dataset, {**indices, "test": torch.arange(31, 60)})
     assert splits.eval_set_hash() != other_test.eval_set_hash()
+
+
+def test_builtin_mnist_is_parsed_once_per_process_and_handed_out_as_copies():
+    from graft.data.builtin import DIGIT_CLASSES, _parsed_mnist_5k, load_mnist_5k
+
+    images, labels, names = load_mnist_5k()
+    untouched = images[0].clone()
+    images[0].fill_(7)
+    labels[0] = 99
+    names.append("not a digit")
+    again, again_labels, again_names = load_mnist_5k()
+    assert torch.equal(again[0], untouched) and int(again_labels[0]) != 99 and again_names == DIGIT_CLASSES
+    assert _parsed_mnist_5k.cache_info().hits >= 1
