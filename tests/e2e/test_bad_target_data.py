@@ -1,19 +1,27 @@
 """Bad target data through the real CLI: one clear line naming the problem and a file, the right exit code.
 
-Most kinds go through ``graft validate`` (decode + gate, trains nothing); a few go through
-``graft run`` to show the pipeline stops before fine-tuning and registers nothing.
+Every kind goes through ``graft run`` after a first good run made a champion of the same model
+name: the run must stop before fine-tuning, register no version and leave ``champion`` where it
+was, and a gate failure must leave its GE result and Data Docs in MLflow and in ZenML. ``graft
+validate`` gets the drift warning, a crash inside GE and the Parquet manifests.
+
+The commands run in this process (``graft_in_process``): the source side comes from ZenML's
+step cache after the first run, so each case costs seconds, not an interpreter start.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config
+from tests.e2e.helpers import assert_clean_failure, graft_in_process, registered_versions, write_config
 from tests.image_cases import (
     declared_size_png,
+    digit_images,
     image_folder,
     noise_pixels,
     save_image,
@@ -26,6 +34,8 @@ pytestmark = pytest.mark.e2e
 MODEL = "e2e-bad-target"
 FLAT = {"a": 20, "b": 20, "c": 20}
 SPLITS = {"train": {"a": 6, "b": 6}, "val": {"a": 2, "b": 2}, "test": {"a": 5, "b": 5}}
+# Scratch gets one epoch, so the transferred candidate beats it and the first run makes a champion.
+STRATEGIES = {"scratch": {"epochs": 3}, "feature": {"epochs": 30}}
 
 
 # Each case builds its data under ``root`` and returns (target, exit code, needles for the error line).
@@ -82,7 +92,7 @@ def duplicate_pixels_across_splits(root: Path):
 
 def class_missing_from_split(root: Path):
     split_image_folder(root, {**SPLITS, "val": {"a": 2}})
-    return root, 3, ["every class present in the val split"]
+    return root, 3, ["every class present in the val split failed", "no images of class(es) b", "add val images of every class"]
 
 
 def too_few_in_val(root: Path):
@@ -142,18 +152,26 @@ def manifest_missing_file(root: Path):
 def manifest_binary_garbage(root: Path):
     root.mkdir()
     manifest = root / "labels.csv"
-    manifest.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 16)
-    return manifest, 2, ["labels.csv", "manifest"]
+    manifest.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(128, 256)) * 16)
+    return manifest, 2, [f"--target {manifest}: cannot read the manifest: it is not UTF-8 text", "header row path,label"]
 
 
 def single_class(root: Path):
     image_folder(root, {"only": 30})
-    return root, 3, ["only", "class"]
+    return root, 3, ["at least two classes failed", "found 1: only", "a classifier needs at least two classes", "a folder (or manifest label) per class"]
 
 
 def label_outside_expected(root: Path):
     image_folder(root, {"a": 20, "b": 20, "cat": 20})
     return root, 3, ["labels in the expected set", "cat/"]
+
+
+def parquet_manifest_leak(root: Path):
+    written = split_image_folder(root / "img", SPLITS)
+    rows = [(path.relative_to(root).as_posix(), path.parent.name, split) for split, paths in written.items() for path in paths]
+    (root / "img" / "test" / "b" / "copy.png").write_bytes(written["train"][0].read_bytes())
+    rows.append(("img/test/b/copy.png", "b", "test"))
+    return write_manifest(root / "labels.parquet", rows), 3, ["no identical files across train/val/test", "img/test/b/copy.png"]
 
 
 CASES = [
@@ -177,21 +195,145 @@ CASES = [
     manifest_binary_garbage,
     single_class,
     label_outside_expected,
+    parquet_manifest_leak,
 ]
 
 
+@dataclass(frozen=True)
+class Champion:
+    config: Path
+    champion: str
+    versions: frozenset[str]
+
+
+def _mlflow_client():
+    """The session's MLflow store (a pipeline run in this process may leave another URI set)."""
+    import mlflow
+
+    from graft.paths import configure_environment, resolve_tracking_uri
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(configure_environment()))
+    return mlflow.MlflowClient()
+
+
+def _versions(model_name: str) -> frozenset[str]:
+    return frozenset(version.version for version in registered_versions(model_name))
+
+
+def _champion_version(model_name: str) -> str | None:
+    from graft.registry.model_registry import aliases
+
+    _mlflow_client()
+    return aliases(model_name).get("champion")
+
+
+def _latest_pipeline_run():
+    from zenml.client import Client
+
+    return Client().list_pipeline_runs(pipeline="transfer_pipeline", size=1, sort_by="desc:created").items[0]
+
+
+def _mlflow_run(run_name: str):
+    client = _mlflow_client()
+    experiment = client.get_experiment_by_name("graft")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.runName` = '{run_name}'")
+    assert len(runs) == 1, [run.info.run_id for run in runs]
+    return runs[0]
+
+
+def _artifact_paths(run_id: str, folder: str) -> set[str]:
+    return {item.path for item in _mlflow_client().list_artifacts(run_id, folder)}
+
+
+def _digit_folder(root: Path, per_class: int, invert: bool = False, offset: int = 0) -> Path:
+    for index, (pixels, label) in enumerate(digit_images(per_class, offset=offset)):
+        save_image(root / str(label) / f"{index:04d}.png", 255 - pixels if invert else pixels)
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def packages_listed_once():
+    """ZenML lists the installed packages (``pip freeze``, about a second) at every run; this module
+    starts some twenty runs in one process, whose packages do not change."""
+    from zenml.environment import Environment
+
+    packages = Environment.get_python_packages()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Environment, "get_python_packages", staticmethod(lambda: packages))
+        yield
+
+
 @pytest.fixture(scope="module")
-def config_path(tmp_path_factory):
-    return write_config(tmp_path_factory.mktemp("cfg") / "bad-target.yaml", MODEL)
+def champion(tmp_path_factory) -> Champion:
+    """A first, good run of MODEL on a folder of digits: the registry state no bad run may change."""
+    digits = _digit_folder(tmp_path_factory.mktemp("champion") / "digits", 20)
+    config = write_config(tmp_path_factory.mktemp("cfg") / "champion.yaml", MODEL, STRATEGIES, data={"target": str(digits)})
+    result = graft_in_process("run", "--config", str(config))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "PROMOTED to champion" in result.stdout, result.stdout[-3000:]
+    version = _champion_version(MODEL)
+    assert version is not None
+    return Champion(config, version, _versions(MODEL))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
-def test_validate_refuses_bad_target(case, tmp_path, config_path):
+def test_run_refuses_bad_target_and_leaves_the_registry_alone(case, tmp_path, champion):
     target, exit_code, needles = case(tmp_path / "data")
-    config = config_path
+    config = champion.config
     if case is label_outside_expected:
-        config = write_config(tmp_path / "expected.yaml", MODEL, gate={"expected_labels": ["a", "b"]})
-    result = graft_in_process("validate", "--config", str(config), "--target", str(target), "--output", str(tmp_path / "out"))
+        config = write_config(tmp_path / "expected.yaml", MODEL, STRATEGIES, gate={"expected_labels": ["a", "b"]})
+    latest_before = _latest_pipeline_run().id
+    result = graft_in_process("run", "--config", str(config), "--target", str(target))
+    line = assert_clean_failure(result, exit_code, *needles)
+    assert _versions(MODEL) == champion.versions, "a bad target registered a version"
+    assert _champion_version(MODEL) == champion.champion, "a bad target moved champion"
+    run = _latest_pipeline_run()
+    if exit_code == 2:  # the spec itself is unusable: refused before a pipeline run starts
+        assert run.id == latest_before, f"a pipeline run started: {run.name}"
+        return
+    assert f"target {target} failed the data gate" in line
+    assert run.id != latest_before
+    _assert_gate_stopped_the_run_and_kept_its_outputs(run)
+
+
+def _assert_gate_stopped_the_run_and_kept_its_outputs(run) -> None:
+    from zenml.client import Client
+
+    from graft.paths import state_layout
+
+    run = Client().get_pipeline_run(run.id)
+    statuses = {name: str(step.status.value) for name, step in run.steps.items()}
+    assert statuses["validate_target"] == "failed", statuses
+    assert not {"finetune", "evaluate", "register"} & set(statuses), statuses
+    # In ZenML: GE's result and the Data Docs page, saved before the failure was raised.
+    outputs = run.steps["validate_target"].outputs
+    assert {"target_gate_result", "target_data_docs"} <= set(outputs), sorted(outputs)
+    assert outputs["target_gate_result"][0].load()["target_gate"]["success"] is False
+    assert "target_gate" in str(outputs["target_data_docs"][0].load())
+    # In MLflow: the same files on the pipeline run's MLflow run, which is tagged as failed.
+    mlflow_run = _mlflow_run(run.name)
+    assert mlflow_run.data.tags["graft.validation"] == "failed"
+    validation = _artifact_paths(mlflow_run.info.run_id, "validation")
+    assert {"validation/ge_result.json", "validation/gate_summary.json", "validation/manifest.csv", "validation/data_docs"} <= validation
+    assert "validation/target_profile.json" not in validation  # a failed target is no drift reference
+    assert "validation/data_docs/index.html" in _artifact_paths(mlflow_run.info.run_id, "validation/data_docs")
+    local = state_layout().reports / run.name / "validation"
+    assert (local / "data_docs" / "index.html").is_file() and not (local / "target_profile.json").exists()
+
+
+@pytest.fixture(scope="module")
+def validate_config(tmp_path_factory):
+    return write_config(tmp_path_factory.mktemp("cfg") / "validate.yaml", MODEL)
+
+
+def _validate(config: Path, target: Path, output: Path):
+    return graft_in_process("validate", "--config", str(config), "--target", str(target), "--output", str(output))
+
+
+@pytest.mark.parametrize("case", [zero_byte, symlink_escape, parquet_manifest_leak], ids=lambda case: case.__name__)
+def test_validate_refuses_bad_target(case, tmp_path, validate_config):
+    target, exit_code, needles = case(tmp_path / "data")
+    result = _validate(validate_config, target, tmp_path / "out")
     line = assert_clean_failure(result, exit_code, *needles)
     if exit_code == 3:
         assert f"target {target} failed the data gate" in line
@@ -199,31 +341,62 @@ def test_validate_refuses_bad_target(case, tmp_path, config_path):
         assert not (tmp_path / "out" / "target_profile.json").exists()  # a failed target is no drift reference
 
 
-def test_validate_accepts_clean_data(tmp_path, config_path):
+def test_validate_accepts_clean_data(tmp_path, validate_config):
     image_folder(tmp_path / "data", FLAT)
-    result = graft_in_process("validate", "--config", str(config_path), "--target", str(tmp_path / "data"), "--output", str(tmp_path / "out"))
+    result = _validate(validate_config, tmp_path / "data", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "gate passed" in result.stdout and "FAIL" not in result.stdout
     assert (tmp_path / "out" / "target_profile.json").is_file()
 
 
-@pytest.mark.parametrize(
-    "case",
-    [zero_byte, duplicate_bytes_across_splits, symlink_escape, manifest_dotdot_path],
-    ids=lambda case: case.__name__,
-)
-def test_run_stops_before_training_and_registers_nothing(case, tmp_path):
-    model = f"{MODEL}-run-{case.__name__.replace('_', '-')}"
-    config = write_config(tmp_path / "run.yaml", model, strategies={"scratch": {}, "feature": {"epochs": 5}})
-    target, exit_code, needles = case(tmp_path / "data")
-    result = graft("run", "--config", str(config), "--target", str(target))
-    assert_clean_failure(result, exit_code, *needles)
-    assert registered_versions(model) == []
-    listing = graft("models", "--config", str(config), "--model-name", model)
-    assert listing.returncode == 0 and "no registered versions" in listing.stdout, listing.stdout + listing.stderr
-    if exit_code == 3:  # the gate ran inside the pipeline: nothing after it did
-        from zenml.client import Client
+def test_validate_accepts_a_clean_parquet_manifest_with_splits(tmp_path, validate_config):
+    written = split_image_folder(tmp_path / "data" / "img", SPLITS)
+    rows = [(path.relative_to(tmp_path / "data").as_posix(), path.parent.name, split) for split, paths in written.items() for path in paths]
+    manifest = write_manifest(tmp_path / "data" / "labels.parquet", rows)
+    result = _validate(validate_config, manifest, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{manifest}: {len(rows)} files" in result.stdout and "gate passed" in result.stdout
+    table = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert table.groupby("split").size().to_dict() == {"test": 10, "train": 12, "val": 4}  # the split column is kept
 
-        run = Client().get_pipeline("transfer_pipeline").last_run
-        assert str(run.steps["validate_target"].status.value) == "failed"
-        assert "finetune" not in run.steps or str(run.steps["finetune"].status.value) not in {"completed", "cached"}
+
+def test_check_that_crashes_inside_great_expectations_exits_5_not_bad_data(tmp_path, validate_config, monkeypatch):
+    import great_expectations.expectations as gxe
+
+    image_folder(tmp_path / "data", FLAT)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("metric exploded")
+
+    monkeypatch.setattr(gxe.ExpectColumnValuesToBeUnique, "_validate", broken)
+    result = _validate(validate_config, tmp_path / "data", tmp_path / "out")
+    line = assert_clean_failure(result, 5, f"the data gate crashed on {tmp_path / 'data'}", "a bug, not bad data", "one row per file crashed", "metric exploded")
+    assert "failed the data gate" not in line
+    assert "CRASH  one row per file crashed" in result.stdout
+
+
+def test_shifted_target_warns_of_drift_against_the_accepted_one_and_passes(tmp_path, champion, monkeypatch):
+    """The champion's run accepted a folder of digits; other digits pass quietly, the same ones inverted are a visible shift."""
+    same = _validate(champion.config, _digit_folder(tmp_path / "same", 20, offset=20), tmp_path / "same-out")
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "gate passed" in same.stdout and "WARN" not in same.stdout and "drift not checked" not in same.stdout
+
+    shifted_folder = _digit_folder(tmp_path / "inverted", 20, invert=True)
+    shifted = _validate(champion.config, shifted_folder, tmp_path / "inverted-out")
+    assert shifted.returncode == 0, shifted.stderr[-3000:]
+    assert "gate passed" in shifted.stdout and "FAIL" not in shifted.stdout
+    warned = [line for line in shifted.stdout.splitlines() if line.strip().startswith("WARN")]
+    assert len(warned) == 1 and "pixel_mean within 0.1 of the previous accepted target" in warned[0], shifted.stdout
+
+    # A drift check that crashes only warns that drift could not be computed: drift never stops a run.
+    import great_expectations.expectations as gxe
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("mean exploded")
+
+    monkeypatch.setattr(gxe.ExpectColumnMeanToBeBetween, "_validate", broken)
+    crashed = _validate(champion.config, shifted_folder, tmp_path / "crashed-out")
+    assert crashed.returncode == 0, crashed.stderr[-3000:]
+    assert "gate passed" in crashed.stdout and "CRASH" not in crashed.stdout
+    warned = [line for line in crashed.stdout.splitlines() if line.strip().startswith("WARN")]
+    assert len(warned) == 2 and all("could not be computed (mean exploded); drift was not checked" in line for line in warned), warned

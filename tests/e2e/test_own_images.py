@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.helpers import graft, registered_versions, write_config
-from tests.image_cases import digit_images, save_image, write_manifest
+from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config
+from tests.image_cases import digit_images, image_folder, save_image, write_manifest
 
 pytestmark = pytest.mark.e2e
 FOLDER_MODEL = "e2e-own-folder"
@@ -117,3 +117,39 @@ def test_csv_manifest_runs_end_to_end(tmp_path):
     assert info.metadata["class_names"] == sorted(CLASS_NAMES)
     rows = _predict(MANIFEST_MODEL, [data / relative for relative, _ in rows[::37]])
     assert {label for _, label, _ in rows} <= set(CLASS_NAMES)
+
+
+def test_changed_source_file_at_the_same_path_reruns_ingest_source(tmp_path):
+    """The source fingerprint is a step parameter, so the step cache follows the files, not the path.
+
+    The target has one class, so each run stops at the gate right after pretraining: the source
+    side is all that runs.
+    """
+    from graft.data.sources import data_fingerprint
+
+    source = tmp_path / "source"
+    for index, (pixels, label) in enumerate(digit_images(15)):
+        save_image(source / CLASS_NAMES[label] / f"{index:04d}.png", pixels)
+    target = tmp_path / "one-class"
+    image_folder(target, {"only": 30})
+    config = write_config(tmp_path / "source.yaml", "e2e-own-source", STRATEGIES, data={"source": str(source), "target": str(target)})
+
+    def run_once() -> dict[str, str]:
+        result = graft_in_process("run", "--config", str(config))
+        assert_clean_failure(result, 3, "at least two classes failed")
+        run = _last_run()
+        assert run.steps["ingest_source"].config.parameters["source_fingerprint"] == data_fingerprint(str(source), "source")
+        return _step_statuses(run)
+
+    first = run_once()
+    assert first["ingest_source"] == "completed" and first["pretrain"] == "completed", first
+    unchanged = run_once()
+    assert unchanged["ingest_source"] == "cached" and unchanged["pretrain"] == "cached", unchanged
+    before = data_fingerprint(str(source), "source")
+    changed = sorted((source / CLASS_NAMES[4]).glob("*.png"))[0]
+    pixels, _ = digit_images(1, offset=60)[4]
+    save_image(changed, pixels)  # same path, same label, other pixels
+    assert data_fingerprint(str(source), "source") != before
+    after_change = run_once()
+    assert after_change["ingest_source"] == "completed" and after_change["pretrain"] == "completed", after_change
+    assert registered_versions("e2e-own-source") == []

@@ -49,6 +49,48 @@ def test_six_steps_ran_in_order(first_run):
     assert all(str(step.status.value) in {"completed", "cached"} for step in run.steps.values())
 
 
+def _pipeline_run_name(result) -> str:
+    line = next(line for line in result.stdout.splitlines() if line.startswith("Pipeline run "))
+    return line.removeprefix("Pipeline run ").split(":")[0]
+
+
+def _mlflow_run_of(pipeline_run_name: str, tracking):
+    experiment = tracking.get_experiment_by_name("graft")
+    [run] = tracking.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.runName` = '{pipeline_run_name}'")
+    return run
+
+
+def _validation_artifacts(tracking, run_id: str) -> set[str]:
+    return {item.path for item in tracking.list_artifacts(run_id, "validation")} | {
+        item.path for item in tracking.list_artifacts(run_id, "validation/data_docs")
+    }
+
+
+GATE_FILES = {
+    "validation/ge_result.json",
+    "validation/gate_summary.json",
+    "validation/manifest.csv",
+    "validation/target_profile.json",
+    "validation/data_docs/index.html",
+}
+
+
+def test_passed_gate_saved_its_result_and_data_docs_in_mlflow_and_zenml(first_run, tracking):
+    from zenml.client import Client
+
+    name = _pipeline_run_name(first_run)
+    mlflow_run = _mlflow_run_of(name, tracking)
+    assert mlflow_run.data.tags["graft.validation"] == "passed"
+    assert GATE_FILES <= _validation_artifacts(tracking, mlflow_run.info.run_id)
+    ge_result = mlflow.artifacts.load_dict(f"runs:/{mlflow_run.info.run_id}/validation/ge_result.json")
+    assert ge_result["target_gate"]["success"] is True
+    validate = Client().get_pipeline_run(name).steps["validate_target"]
+    assert str(validate.status.value) == "completed"
+    assert validate.outputs["target_gate_result"][0].load()["target_gate"]["success"] is True
+    assert "target_gate" in str(validate.outputs["target_data_docs"][0].load())
+    assert validate.outputs["validation_report"][0].load()["mlflow_run_id"] == mlflow_run.info.run_id
+
+
 def test_every_candidate_logged_with_metrics(first_run, tracking):
     experiment = tracking.get_experiment_by_name("graft")
     runs = tracking.search_runs([experiment.experiment_id], filter_string="tags.`graft.strategy` != ''")
@@ -146,12 +188,30 @@ def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
     assert newest.tags["graft.promotion_reason"]
 
 
-def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config):
+def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config, tracking):
     before = aliases(MODEL)["champion"]
     result = graft("run", "--config", str(quick_config))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "champion kept" in result.stdout
     assert aliases(MODEL)["champion"] == before
+    _assert_cached_validation_reached_the_new_run(first_run, result, tracking)
+
+
+def _assert_cached_validation_reached_the_new_run(first_run, rerun, tracking):
+    """The rerun's validate step came from the cache, yet its MLflow run holds the gate's files, as its report says."""
+    from zenml.client import Client
+
+    name = _pipeline_run_name(rerun)
+    validate = Client().get_pipeline_run(name).steps["validate_target"]
+    assert str(validate.status.value) == "cached"
+    assert {"target_gate_result", "target_data_docs"} <= set(validate.outputs)  # ZenML links the cached step's artifacts
+    validated = _mlflow_run_of(_pipeline_run_name(first_run), tracking).info.run_id
+    rerun_mlflow = _mlflow_run_of(name, tracking)
+    assert rerun_mlflow.info.run_id != validated
+    assert GATE_FILES <= _validation_artifacts(tracking, rerun_mlflow.info.run_id)
+    assert rerun_mlflow.data.tags["graft.validation"] == "passed" and "target_images" in rerun_mlflow.data.metrics
+    report = mlflow.artifacts.load_text(f"runs:/{rerun_mlflow.info.run_id}/report.html")
+    assert f"the validate step came from the step cache; copied from run <code>{validated}</code>" in report
 
 
 def test_report_renders_in_headless_chromium(first_run, tmp_path):
