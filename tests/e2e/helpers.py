@@ -62,6 +62,20 @@ def registered_versions(model_name: str) -> list:
     return mlflow.MlflowClient().search_model_versions(f"name='{model_name}'")
 
 
+def zenml_client():
+    """A ZenML client on the session's store.
+
+    The state folder must be configured before the first client of the process: ZenML reads
+    its config path once, and without it this process would read (and create) ~/.config/zenml.
+    """
+    from zenml.client import Client
+
+    from graft.paths import configure_environment
+
+    configure_environment()
+    return Client()
+
+
 def graft_in_process(*args: str) -> subprocess.CompletedProcess:
     """The ``graft`` entry point (argument parsing, error mapping, exit codes) run in this process.
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.e2e.helpers import assert_clean_failure, graft_in_process, registered_versions, write_config
+from tests.e2e.helpers import assert_clean_failure, graft_in_process, registered_versions, write_config, zenml_client
 from tests.image_cases import (
     declared_size_png,
     digit_images,
@@ -228,9 +228,7 @@ def _champion_version(model_name: str) -> str | None:
 
 
 def _latest_pipeline_run():
-    from zenml.client import Client
-
-    return Client().list_pipeline_runs(pipeline="transfer_pipeline", size=1, sort_by="desc:created").items[0]
+    return zenml_client().list_pipeline_runs(pipeline="transfer_pipeline", size=1, sort_by="desc:created").items[0]
 
 
 def _mlflow_run(run_name: str):
@@ -297,11 +295,9 @@ def test_run_refuses_bad_target_and_leaves_the_registry_alone(case, tmp_path, ch
 
 
 def _assert_gate_stopped_the_run_and_kept_its_outputs(run) -> None:
-    from zenml.client import Client
-
     from graft.paths import state_layout
 
-    run = Client().get_pipeline_run(run.id)
+    run = zenml_client().get_pipeline_run(run.id)
     statuses = {name: str(step.status.value) for name, step in run.steps.items()}
     assert statuses["validate_target"] == "failed", statuses
     assert not {"finetune", "evaluate", "register"} & set(statuses), statuses

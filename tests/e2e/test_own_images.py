@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config
+from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config, zenml_client
 from tests.image_cases import digit_images, image_folder, save_image, write_manifest
 
 pytestmark = pytest.mark.e2e
@@ -27,9 +27,7 @@ def _digit_tree(root: Path, per_split: dict[str, int]) -> None:
 
 
 def _last_run():
-    from zenml.client import Client
-
-    return Client().get_pipeline("transfer_pipeline").last_run
+    return zenml_client().get_pipeline("transfer_pipeline").last_run
 
 
 def _step_statuses(run) -> dict[str, str]:

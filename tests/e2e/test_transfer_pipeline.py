@@ -11,7 +11,7 @@ from graft.data.sources import load_dataset
 from graft.data.splits import split_target
 from graft.paths import configure_environment, resolve_tracking_uri
 from graft.registry.model_registry import aliases, as_module
-from tests.e2e.helpers import graft, write_config
+from tests.e2e.helpers import graft, write_config, zenml_client
 
 pytestmark = pytest.mark.e2e
 MODEL = "e2e-digits"
@@ -76,15 +76,13 @@ GATE_FILES = {
 
 
 def test_passed_gate_saved_its_result_and_data_docs_in_mlflow_and_zenml(first_run, tracking):
-    from zenml.client import Client
-
     name = _pipeline_run_name(first_run)
     mlflow_run = _mlflow_run_of(name, tracking)
     assert mlflow_run.data.tags["graft.validation"] == "passed"
     assert GATE_FILES <= _validation_artifacts(tracking, mlflow_run.info.run_id)
     ge_result = mlflow.artifacts.load_dict(f"runs:/{mlflow_run.info.run_id}/validation/ge_result.json")
     assert ge_result["target_gate"]["success"] is True
-    validate = Client().get_pipeline_run(name).steps["validate_target"]
+    validate = zenml_client().get_pipeline_run(name).steps["validate_target"]
     assert str(validate.status.value) == "completed"
     assert validate.outputs["target_gate_result"][0].load()["target_gate"]["success"] is True
     assert "target_gate" in str(validate.outputs["target_data_docs"][0].load())
@@ -199,10 +197,8 @@ def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config, tr
 
 def _assert_cached_validation_reached_the_new_run(first_run, rerun, tracking):
     """The rerun's validate step came from the cache, yet its MLflow run holds the gate's files, as its report says."""
-    from zenml.client import Client
-
     name = _pipeline_run_name(rerun)
-    validate = Client().get_pipeline_run(name).steps["validate_target"]
+    validate = zenml_client().get_pipeline_run(name).steps["validate_target"]
     assert str(validate.status.value) == "cached"
     assert {"target_gate_result", "target_data_docs"} <= set(validate.outputs)  # ZenML links the cached step's artifacts
     validated = _mlflow_run_of(_pipeline_run_name(first_run), tracking).info.run_id
