@@ -326,3 +326,34 @@ def test_single_class_target_fails_the_gate(tmp_path):
     image_folder(tmp_path, {"only": 20})
     report = gate(tmp_path)
     assert not report.success, "a one-class target passed the gate"
+
+
+def test_cached_validation_is_copied_into_the_new_run_and_a_lost_one_is_reported(tmp_path):
+    import mlflow
+
+    from graft.validation.run import COPIED_FROM_KEY, COPY_ERROR_KEY, attach_cached_validation
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
+        validated = client.create_run(experiment).info.run_id
+        (tmp_path / "ge_result.json").write_text('{"target_gate": {"success": true}}')
+        client.log_artifact(validated, str(tmp_path / "ge_result.json"), artifact_path="validation")
+        client.set_tag(validated, "graft.validation", "passed")
+        client.log_metric(validated, "target_images", 36.0)
+        rerun = client.create_run(experiment).info.run_id
+        report = {"success": True, "mlflow_run_id": validated}
+
+        assert attach_cached_validation(report, validated) is report  # the run that validated needs nothing
+        copied = attach_cached_validation(report, rerun)
+        assert copied[COPIED_FROM_KEY] == validated and COPY_ERROR_KEY not in copied
+        assert [item.path for item in client.list_artifacts(rerun, "validation")] == ["validation/ge_result.json"]
+        assert client.get_run(rerun).data.tags["graft.validation"] == "passed"
+        assert client.get_run(rerun).data.metrics["target_images"] == 36.0
+
+        lost = attach_cached_validation({"success": True, "mlflow_run_id": "f" * 32}, rerun)
+        assert COPIED_FROM_KEY not in lost and lost[COPY_ERROR_KEY].startswith("MlflowException: "), lost
+    finally:
+        mlflow.set_tracking_uri(previous)
