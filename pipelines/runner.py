@@ -181,13 +181,29 @@ def user_facing_failure(run_name: str) -> errors.GraftError | None:
     return None
 
 
+def raised_by_graft(error: BaseException | None) -> bool:
+    """A ``GraftError``, or an error raised while one was propagating.
+
+    The second kind is ZenML's own step cleanup failing for the reason graft already reported:
+    with the tracking server down, ending the step's MLflow run after graft's one-line error fails too.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, errors.GraftError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class _ExpectedFailureFilter(logging.Filter):
     """Drop ZenML's traceback for a step that failed with a ``GraftError``: the CLI prints one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], errors.GraftError):
+        if record.exc_info and raised_by_graft(record.exc_info[1]):
             return False
-        return not any(isinstance(argument, errors.GraftError) for argument in (record.args or ()) if not isinstance(record.args, dict))
+        arguments = record.args if isinstance(record.args, tuple) else ()
+        return not any(raised_by_graft(argument) for argument in arguments if isinstance(argument, BaseException))
 
 
 def quiet_expected_failures() -> None:

@@ -7,13 +7,15 @@ replaced, so a rollback is one alias move and no version is ever deleted.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from graft.data.preprocessing import PreprocessingSpec, normalise
-from graft.errors import RegistryError
+from graft.errors import GraftError, RegistryError
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 
@@ -71,18 +73,31 @@ def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, ext
 
 def register(model_uri: str, model_name: str, tags: dict[str, str]) -> str:
     import mlflow
-    from mlflow.exceptions import MlflowException
+
+    with tracking_server_call(f"registering {model_name}"):
+        version = mlflow.register_model(model_uri, model_name, tags=tags)
+    return str(version.version)
+
+
+@contextmanager
+def tracking_server_call(action: str) -> Iterator[None]:
+    """Say in one line that the tracking server is down, and during what; every other error passes.
+
+    MLflow reports a refused connection or a timeout as a long ``MlflowException`` (or a bare
+    ``requests`` error from an artifact transfer); the user needs the server and what to do.
+    """
+    import mlflow
 
     try:
-        version = mlflow.register_model(model_uri, model_name, tags=tags)
-    except MlflowException as error:
+        yield
+    except GraftError:
+        raise  # already one line; its suppressed context would otherwise look unreachable again
+    except Exception as error:
         if not _unreachable(error):
             raise
         raise RegistryError(
-            f"MLflow at {mlflow.get_tracking_uri()} is not reachable while registering {model_name}; "
-            "start it or retry (the champion was not moved)"
+            f"MLflow at {mlflow.get_tracking_uri()} is not reachable while {action}; start the tracking server and run again"
         ) from None
-    return str(version.version)
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -155,16 +170,17 @@ def move_champion(model_name: str, version: str, expected_champion: str | None) 
 
 def rollback(model_name: str) -> tuple[str, str]:
     """Swap ``champion`` and ``previous_champion``; returns (old champion, new champion)."""
-    current = aliases(model_name)
-    if CHAMPION not in current:
-        raise RegistryError(f"{model_name}: no champion to roll back; run `graft run` first")
-    if PREVIOUS_CHAMPION not in current:
-        raise RegistryError(f"{model_name}: no previous_champion to roll back to")
-    client = _client()
-    old, new = current[CHAMPION], current[PREVIOUS_CHAMPION]
-    client.set_registered_model_alias(model_name, CHAMPION, new)
-    client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, old)
-    client.set_model_version_tag(model_name, new, "graft.rolled_back_from", old)
+    with tracking_server_call(f"rolling back {model_name}"):
+        current = aliases(model_name)
+        if CHAMPION not in current:
+            raise RegistryError(f"{model_name}: no champion to roll back; run `graft run` first")
+        if PREVIOUS_CHAMPION not in current:
+            raise RegistryError(f"{model_name}: no previous_champion to roll back to")
+        client = _client()
+        old, new = current[CHAMPION], current[PREVIOUS_CHAMPION]
+        client.set_registered_model_alias(model_name, CHAMPION, new)
+        client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, old)
+        client.set_model_version_tag(model_name, new, "graft.rolled_back_from", old)
     return old, new
 
 

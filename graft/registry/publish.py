@@ -79,14 +79,16 @@ def publish(
     baseline = config.promotion.baseline
     example_images = splits.images("val")[:4]
     model_uris: dict[str, str] = {}
-    for candidate in candidates.candidates:
-        with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True) if candidate.mlflow_run_id else nullcontext():
-            info = model_registry.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
-        model_uris[candidate.strategy] = info.model_uri
+    with model_registry.tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
+        for candidate in candidates.candidates:
+            with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True) if candidate.mlflow_run_id else nullcontext():
+                info = model_registry.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
+            model_uris[candidate.strategy] = info.model_uri
 
     challenger = select_challenger(candidates, baseline)
     scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
-    with promotion_lock(lock_dir, model_name):
+    # Every call below reads or writes the registry: the champion, its artifacts, the version, the aliases.
+    with promotion_lock(lock_dir, model_name), model_registry.tracking_server_call(f"deciding on and registering {model_name}"):
         registered = model_registry.version_of_pipeline_run(model_name, lineage.pipeline_run)
         if registered is not None:
             return republished(registered, challenger.strategy, model_uris)

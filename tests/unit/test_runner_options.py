@@ -1,6 +1,9 @@
-"""The retry policy the runner hands ZenML: tracking.retry of the config, on the register step only."""
+"""What the runner hands ZenML: the register step's retry policy, and which failures it keeps quiet."""
 
 from __future__ import annotations
+
+import logging
+import sys
 
 import pytest
 
@@ -11,7 +14,8 @@ configure_environment()  # ZenML reads its config folder once, at import: inside
 
 from zenml.config.retry_config import StepRetryConfig  # noqa: E402
 
-from pipelines.runner import RETRIED_STEPS, step_retries  # noqa: E402
+from graft.errors import RegistryError  # noqa: E402
+from pipelines.runner import RETRIED_STEPS, _ExpectedFailureFilter, step_retries  # noqa: E402
 from pipelines.transfer_pipeline import STEP_ORDER  # noqa: E402
 
 
@@ -32,3 +36,30 @@ def test_the_default_config_retries_only_the_idempotent_register_step():
     assert set(options) == {"register"}
     assert options["register"]["retry"].max_retries == load_config().tracking.retry.max_retries > 0
     assert set(RETRIED_STEPS) <= set(STEP_ORDER)  # a renamed step would silently lose its retries
+
+
+def _record(message: str, error: BaseException) -> logging.LogRecord:
+    return logging.LogRecord("zenml", logging.ERROR, __file__, 1, message, (error,), (type(error), error, error.__traceback__))
+
+
+def _cleanup_failure_after(step_error: BaseException) -> BaseException:
+    """What ZenML logs when ending the step's MLflow run fails while the step's own error propagates."""
+    try:
+        try:
+            raise step_error
+        finally:
+            raise ConnectionError("end_run: connection refused")
+    except ConnectionError:
+        return sys.exc_info()[1]
+
+
+def test_zenml_tracebacks_of_a_graft_error_and_of_its_failed_cleanup_are_dropped():
+    quiet = _ExpectedFailureFilter()
+    assert not quiet.filter(_record("Step %s failed.", RegistryError("MLflow at http://x is not reachable")))
+    assert not quiet.filter(_record("Step %s failed.", _cleanup_failure_after(RegistryError("MLflow at http://x is not reachable"))))
+
+
+def test_zenml_tracebacks_of_any_other_failure_are_kept():
+    quiet = _ExpectedFailureFilter()
+    assert quiet.filter(_record("Step %s failed.", _cleanup_failure_after(ValueError("a bug in a step"))))
+    assert quiet.filter(logging.LogRecord("zenml", logging.ERROR, __file__, 1, "plain %(what)s", ({"what": "mapping"},), None))
