@@ -11,6 +11,7 @@ admin, so it works the same for a server on another host.
 The default permission is NO_PERMISSIONS, so the pipeline user gets EDIT (create runs, log,
 register versions, move aliases; not delete, not manage permissions) on exactly the experiment
 and the registered model it needs; both are created here if missing so the admin owns them.
+Idempotent: run it again for each further model, or to change the permission.
 """
 
 from __future__ import annotations
@@ -72,8 +73,23 @@ def grant_pipeline(tracking_uri: str, username: str, experiment: str, model: str
             raise
         client.create_registered_model(model)
     auth = AuthServiceClient(tracking_uri)
-    auth.grant_user_permission(username, "experiment", experiment_id, permission)
-    auth.grant_user_permission(username, "registered_model", model, permission)
+    grant(auth, username, "experiment", experiment_id, permission)
+    grant(auth, username, "registered_model", model, permission)
+
+
+def grant(auth, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+    """Grant, or change an earlier grant: the experiment is shared, so every further model meets its grant."""
+    from mlflow.exceptions import RestException
+
+    try:
+        auth.grant_user_permission(username, resource_type, resource_id, permission)
+        return
+    except RestException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    if auth.get_user_permission(username, resource_type, resource_id).permission != permission:
+        auth.revoke_user_permission(username, resource_type, resource_id)
+        auth.grant_user_permission(username, resource_type, resource_id, permission)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@
 #   MLFLOW_SERVER_HOME=.graft/mlflow-server   pid, log, generated auth ini, artifacts
 #   MLFLOW_ARTIFACTS_DIR=$MLFLOW_SERVER_HOME/artifacts
 #   MLFLOW_HOST=127.0.0.1  MLFLOW_PORT=5000  MLFLOW_WORKERS=2
+#   MLFLOW_AUTH_CACHE_TTL_SECONDS=30  how long a worker trusts a checked password (0: scrypt on every request)
 #   MLFLOW_ALLOWED_HOSTS             set when a TLS proxy forwards a public Host header (e.g. mlflow.example.com)
 #   PYTHON=.venv/bin/python          the interpreter whose mlflow (3.17.2, [auth] extra) runs the server
 set -euo pipefail
@@ -30,6 +31,7 @@ MLFLOW_ARTIFACTS_DIR="${MLFLOW_ARTIFACTS_DIR:-$MLFLOW_SERVER_HOME/artifacts}"
 MLFLOW_HOST="${MLFLOW_HOST:-127.0.0.1}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 MLFLOW_WORKERS="${MLFLOW_WORKERS:-2}"
+MLFLOW_AUTH_CACHE_TTL_SECONDS="${MLFLOW_AUTH_CACHE_TTL_SECONDS:-30}"
 PID_FILE="$MLFLOW_SERVER_HOME/server.pid"
 
 if [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
@@ -62,6 +64,9 @@ AUTH_URI="${MLFLOW_PG_URL%/}/$MLFLOW_AUTH_DB_NAME"
 "$PYTHON" -m mlflow db upgrade "$BACKEND_URI" >>"$MLFLOW_SERVER_HOME/server.log" 2>&1
 
 # The auth ini holds no secret: the admin password reaches MLflow as MLFLOW_AUTH_ADMIN_PASSWORD.
+# MLflow checks the password hash (scrypt) several times per request unless a worker may cache a
+# verified credential: with the cache a pipeline's ~250 requests cost seconds, not minutes. A
+# changed or deleted password then keeps working on the other workers for up to the TTL.
 AUTH_INI="$MLFLOW_SERVER_HOME/basic_auth.ini"
 cat >"$AUTH_INI" <<INI
 [mlflow]
@@ -70,6 +75,7 @@ database_uri = $AUTH_URI
 admin_username = ${MLFLOW_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 grant_default_workspace_access = false
+auth_cache_ttl_seconds = $MLFLOW_AUTH_CACHE_TTL_SECONDS
 INI
 
 ARGS=(server --app-name basic-auth

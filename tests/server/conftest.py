@@ -84,6 +84,29 @@ class TrackingServer:
 
         return mlflow.MlflowClient(tracking_uri=self.url, registry_uri=self.url)
 
+    def provision(self, model_name: str) -> None:
+        """What an operator does for another model: provision.py as the admin grants the pipeline user EDIT on it."""
+        result = _provision(self.url, self.admin_password, model_name, self.pipeline_password)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _provision(url: str, admin_password: str, model_name: str, pipeline_password: str, new_admin_password: str = "") -> subprocess.CompletedProcess:
+    rotation = {"MLFLOW_ADMIN_NEW_PASSWORD": new_admin_password} if new_admin_password else {}
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "provision.py"), "--experiment", EXPERIMENT, "--model", model_name],
+        env={
+            **{key: value for key, value in os.environ.items() if key != "MLFLOW_ADMIN_NEW_PASSWORD"},
+            **rotation,
+            "MLFLOW_TRACKING_URI": url,
+            "MLFLOW_ADMIN_PASSWORD": admin_password,
+            "GRAFT_PIPELINE_USER": PIPELINE_USER,
+            "GRAFT_PIPELINE_PASSWORD": pipeline_password,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
 
 def _postgres_or_skip():
     try:
@@ -126,20 +149,7 @@ def tracking_server(tmp_path_factory) -> Iterator[TrackingServer]:
         rotated = server.admin_password
         server.admin_password = server.bootstrap_password  # first start creates the admin with it
         server.start()
-        provision = subprocess.run(
-            [sys.executable, str(SCRIPTS / "provision.py"), "--experiment", EXPERIMENT, "--model", E2E_MODEL],
-            env={
-                **os.environ,
-                "MLFLOW_TRACKING_URI": server.url,
-                "MLFLOW_ADMIN_PASSWORD": server.bootstrap_password,
-                "MLFLOW_ADMIN_NEW_PASSWORD": rotated,
-                "GRAFT_PIPELINE_USER": PIPELINE_USER,
-                "GRAFT_PIPELINE_PASSWORD": server.pipeline_password,
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        provision = _provision(server.url, server.bootstrap_password, E2E_MODEL, server.pipeline_password, new_admin_password=rotated)
         assert provision.returncode == 0, provision.stdout + provision.stderr
         server.admin_password = rotated  # restarts pass the current password; it no longer bootstraps anything
         yield server
