@@ -100,11 +100,16 @@ def test_ctrl_c_during_finetune_fails_the_run_cleanly(tmp_path, tracking):
     assert output.count("Traceback") <= 1, output[-5000:]  # at most ZenML's own, never a second from graft
 
     run = Client().get_pipeline_run(step.pipeline_run_id)
-    assert str(run.status.value) in {"failed", "stopped"}, run.status
-    assert str(Client().get_run_step(step.id).status.value) in {"failed", "stopped"}
-    statuses = {found.info.run_name: found.info.status for found in mlflow_runs_of(tracking, run.name)}
-    assert statuses, "no MLflow run recorded for the interrupted pipeline run"
-    assert not {name for name, status in statuses.items() if status == "RUNNING"}, statuses
+    assert str(run.status.value) == "failed", run.status
+    assert str(Client().get_run_step(step.id).status.value) == "failed"
+    runs = mlflow_runs_of(tracking, run.name)
+    assert runs, "no MLflow run recorded for the interrupted pipeline run"
+    statuses = {found.info.run_name: found.info.status for found in runs}
+    parent, *strategies = runs
+    interrupted = max(strategies, key=lambda found: found.info.start_time)  # the one training at Ctrl-C
+    assert parent.info.status == "FAILED", statuses
+    assert interrupted.info.status == "FAILED", statuses
+    assert {found.info.status for found in strategies if found is not interrupted} <= {"FINISHED"}, statuses
     assert registered_versions(model) == []
 
 
