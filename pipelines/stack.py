@@ -73,7 +73,6 @@ def ensure_local_stack(tracking_uri: str) -> None:
             configuration.update({key: None for key in CREDENTIAL_REFERENCES if current.get(key)})
         if any(current.get(key) != value for key, value in configuration.items()):
             client.update_stack_component(TRACKER, component_type=tracker_type, configuration=configuration)
-            forget_cached_stacks()
     stacks = {stack.name for stack in client.list_stacks(size=100).items}
     if LOCAL_STACK not in stacks:
         client.create_stack(
@@ -86,14 +85,16 @@ def ensure_local_stack(tracking_uri: str) -> None:
         )
     if client.active_stack_model.name != LOCAL_STACK:
         client.activate_stack(LOCAL_STACK)
+    forget_cached_stacks()  # the store may have changed since this process last built the stack
 
 
 def forget_cached_stacks() -> None:
-    """Make this process rebuild its stacks from the store after a component changed.
+    """Make this process rebuild its stacks from the store at the next run.
 
     ZenML caches a process's ``Stack`` objects by the stack's id and update time, and updating a
-    component does not touch the stack's update time: a long-lived process (``graft watch``, a
-    test session) would go on running steps with the old tracking URI.
+    component (here, or by another graft process on the same store) does not touch the stack's
+    update time: a long-lived process (``graft watch``, a test session) would go on running steps
+    with the tracking URI it saw first.
     """
     from zenml.stack import stack as zenml_stack
 
