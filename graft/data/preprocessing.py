@@ -80,7 +80,13 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 def normalise(batch: torch.Tensor, spec: PreprocessingSpec) -> torch.Tensor:
     """uint8 batch (on any device) to the float input a model expects."""
-    return (batch.float().div_(255.0) - spec.mean) / spec.std
+    return standardise_(batch.float().div_(255.0), spec)
+
+
+def standardise_(pixels: torch.Tensor, spec: PreprocessingSpec) -> torch.Tensor:
+    """Float pixels in [0, 1] to model inputs, in place: for a batch tensor made for this purpose
+    (the training loop's augmented batches), so no new tensor is allocated per operation."""
+    return pixels.sub_(spec.mean).div_(spec.std)
 
 
 def intensity_statistics(images: torch.Tensor) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from graft.config import ComputeConfig
-from graft.data.preprocessing import PreprocessingSpec
+from graft.data.preprocessing import PreprocessingSpec, normalise, standardise_
 from graft.training import distributed
 from graft.training.augment import BatchAugmenter
 from graft.training.freezing import train_mode
@@ -119,7 +119,7 @@ def predict_logits(
     with torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
             chunk = images[start : start + batch_size].to(device, non_blocking=True)
-            inputs = _standardise_(chunk.float().div_(255.0), preprocessing)
+            inputs = normalise(chunk, preprocessing)
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -130,12 +130,6 @@ def predict_logits(
         return torch.zeros((0, 0))
     # concatenated outside inference mode: callers get an ordinary tensor they may modify in place
     return torch.cat(outputs)
-
-
-def _standardise_(pixels: torch.Tensor, preprocessing: PreprocessingSpec) -> torch.Tensor:
-    """Pixels in [0, 1] to model inputs, in place on a batch tensor made for this purpose: the
-    arithmetic of ``graft.data.preprocessing.normalise`` without a new tensor per operation."""
-    return pixels.sub_(preprocessing.mean).div_(preprocessing.std)
 
 
 def _uses_channels_last(device: torch.device, compute: ComputeConfig, images: torch.Tensor) -> bool:
@@ -283,7 +277,7 @@ def fit(
                         pixels = augment.apply(pixels, augment.draw(global_count).rows(first, last))
                     else:
                         pixels = augment(pixels)
-                inputs = _standardise_(pixels, preprocessing)
+                inputs = standardise_(pixels, preprocessing)
                 if channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 targets = data.train_labels[batch_index]
