@@ -79,6 +79,8 @@ def configure_environment(layout: StateLayout | None = None) -> StateLayout:
     os.environ.setdefault("ZENML_DISABLE_CLIENT_SERVER_MISMATCH_WARNING", "true")
     os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # MLflow 3 phones home from a background thread; clusters without egress wait on it at every start
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_TRACKING_URI", resolve_tracking_uri(layout))

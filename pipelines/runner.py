@@ -159,7 +159,7 @@ def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:
     )
 
 
-def user_facing_failure(run_name: str) -> errors.GraftError | None:
+def user_facing_failure(run_name: str) -> BaseException | None:
     """Turn a failed run back into the ``GraftError`` its step raised, whatever ran the step.
 
     Orchestrators report a failed step as a generic error; the step's exception survives in the
@@ -171,13 +171,23 @@ def user_facing_failure(run_name: str) -> errors.GraftError | None:
         run = Client().get_pipeline_run(run_name)
     except KeyError:
         return None
-    for step in run.steps.values():
-        info = step.exception_info
-        if info is None or not (info.source or "").startswith("graft.errors."):
-            continue
-        error_class = getattr(errors, info.source.rsplit(".", 1)[-1].split(":")[-1], errors.GraftError)
-        message = (info.message or "").strip() or f"step {step.name} failed"
-        return error_class(message)
+    return failure_of_steps([(step.exception_info.source or "", step.exception_info.message or "", step.name)
+                             for step in run.steps.values() if step.exception_info is not None])
+
+
+def failure_of_steps(exceptions: list[tuple[str, str, str]]) -> BaseException | None:
+    """What the CLI should report for the (source, message, step) of each failed step, or None.
+
+    ZenML's step signal handler turns Ctrl-C into its own ``RunInterruptedException`` when the
+    process started with SIGINT ignored (a job started in the background by a shell, ``nohup``):
+    that is still an interruption, reported as one (exit 130), not as a failure with a traceback.
+    """
+    for source, message, step_name in exceptions:
+        if source.startswith("graft.errors."):
+            error_class = getattr(errors, source.rsplit(".", 1)[-1].split(":")[-1], errors.GraftError)
+            return error_class(message.strip() or f"step {step_name} failed")
+    if any(source.rsplit(".", 1)[-1].split(":")[-1] == "RunInterruptedException" for source, _, _ in exceptions):
+        return KeyboardInterrupt()
     return None
 
 

@@ -37,11 +37,16 @@ def tracking():
 
 
 def start_graft(config: Path, log: Path) -> subprocess.Popen:
-    """``graft run`` in its own process group, like a terminal job; output to a file, not a pipe."""
+    """``graft run`` in its own process group, like a terminal job; output to a file, not a pipe.
+
+    SIGINT starts at its default, as in a terminal, even where this test session inherited it
+    ignored (a CI job a shell started in the background).
+    """
     handle = log.open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "graft.cli", "run", "--config", str(config)],
         cwd=REPO, env={**os.environ}, stdout=handle, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -14,8 +14,8 @@ configure_environment()  # ZenML reads its config folder once, at import: inside
 
 from zenml.config.retry_config import StepRetryConfig  # noqa: E402
 
-from graft.errors import RegistryError  # noqa: E402
-from pipelines.runner import RETRIED_STEPS, _ExpectedFailureFilter, step_retries  # noqa: E402
+from graft.errors import DataError, GraftError, RegistryError  # noqa: E402
+from pipelines.runner import RETRIED_STEPS, _ExpectedFailureFilter, failure_of_steps, step_retries  # noqa: E402
 from pipelines.transfer_pipeline import STEP_ORDER  # noqa: E402
 
 
@@ -63,3 +63,21 @@ def test_zenml_tracebacks_of_any_other_failure_are_kept():
     quiet = _ExpectedFailureFilter()
     assert quiet.filter(_record("Step %s failed.", _cleanup_failure_after(ValueError("a bug in a step"))))
     assert quiet.filter(logging.LogRecord("zenml", logging.ERROR, __file__, 1, "plain %(what)s", ({"what": "mapping"},), None))
+
+
+def test_a_step_that_raised_a_graft_error_is_reported_as_that_error():
+    failure = failure_of_steps([("graft.errors.DataError", "target x: 3 files cannot be decoded\n", "validate_target")])
+    assert isinstance(failure, DataError) and str(failure) == "target x: 3 files cannot be decoded"
+    assert isinstance(failure_of_steps([("graft.errors.SomethingNew", "", "register")]), GraftError)  # unknown: the base class
+    assert str(failure_of_steps([("graft.errors.DataError", "  ", "evaluate")])) == "step evaluate failed"
+
+
+def test_ctrl_c_turned_into_zenmls_interruption_is_still_an_interruption():
+    """With SIGINT ignored at start (a background job), ZenML's handler raises RunInterruptedException instead."""
+    assert isinstance(failure_of_steps([("zenml.exceptions.RunInterruptedException", "The execution was interrupted.", "finetune")]),
+                      KeyboardInterrupt)
+
+
+def test_a_bug_in_a_step_is_left_to_surface_as_it_is():
+    assert failure_of_steps([("builtins.ValueError", "bad", "finetune")]) is None
+    assert failure_of_steps([]) is None
