@@ -1,10 +1,14 @@
-"""Bad input: one clear line naming the problem, a non-zero exit, no traceback, champion untouched."""
+"""Bad input: one clear line naming the problem, a non-zero exit, no traceback, champion untouched.
+
+The cases run the CLI's entry point in this process (the same parsing and error mapping);
+the missing config file goes through the console script in a fresh interpreter too.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.helpers import graft, write_config
+from tests.e2e.helpers import graft, graft_in_process, write_config
 
 pytestmark = pytest.mark.e2e
 MODEL = "e2e-bad-input"
@@ -45,7 +49,7 @@ def _assert_clean_failure(result, *needles):
 def test_bad_flags(args, needles, tmp_path):
     config = write_config(tmp_path / "c.yaml", MODEL)
     before = _champion()
-    _assert_clean_failure(graft("run", "--config", str(config), *args), *needles)
+    _assert_clean_failure(graft_in_process("run", "--config", str(config), *args), *needles)
     assert _champion() == before
 
 
@@ -64,7 +68,7 @@ def test_bad_config_files(text, needles, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     before = _champion()
-    _assert_clean_failure(graft("run", "--config", str(path)), str(path), *needles)
+    _assert_clean_failure(graft_in_process("run", "--config", str(path)), str(path), *needles)
     assert _champion() == before
 
 
@@ -75,7 +79,7 @@ def test_missing_config_file(tmp_path):
 def test_gate_failure_stops_before_training_and_registers_nothing(tmp_path):
     config = write_config(tmp_path / "gate.yaml", MODEL, gate={"min_images_per_class": {"train": 1, "val": 2, "test": 500}})
     before = _champion()
-    result = graft("run", "--config", str(config))
+    result = graft_in_process("run", "--config", str(config))
     _assert_clean_failure(result, "failed the data gate", "test split")
     assert result.returncode == 3
     assert _champion() == before
@@ -91,5 +95,5 @@ def test_predict_and_rollback_without_a_champion(tmp_path):
     from PIL import Image
 
     Image.new("L", (8, 8), 128).save(image)
-    _assert_clean_failure(graft("predict", str(image), "--model-name", "never-trained"), "never-trained", "champion")
-    _assert_clean_failure(graft("rollback", "--model-name", "never-trained"), "never-trained")
+    _assert_clean_failure(graft_in_process("predict", str(image), "--model-name", "never-trained"), "never-trained", "champion")
+    _assert_clean_failure(graft_in_process("rollback", "--model-name", "never-trained"), "never-trained")

@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.e2e.helpers import assert_clean_failure, graft, graft_in_process, registered_versions, write_config, zenml_client
+from tests.e2e.helpers import assert_clean_failure, graft_in_process, registered_versions, write_config, zenml_client
 from tests.image_cases import digit_images, image_folder, save_image, write_manifest
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,7 @@ def _assert_registered(result, model_name: str) -> str:
 
 
 def _predict(model_name: str, files: list[Path]) -> list[tuple[str, str, float]]:
-    result = graft("predict", *map(str, files), "--model-name", model_name)
+    result = graft_in_process("predict", *map(str, files), "--model-name", model_name)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
     assert len(rows) == len(files)
@@ -66,7 +66,7 @@ def tree(tmp_path_factory):
 @pytest.fixture(scope="module")
 def folder_run(tree, tmp_path_factory):
     config = write_config(tmp_path_factory.mktemp("cfg") / "folder.yaml", FOLDER_MODEL, STRATEGIES, data={"target": str(tree)})
-    result = graft("run", "--config", str(config))
+    result = graft_in_process("run", "--config", str(config))
     return config, result
 
 
@@ -92,7 +92,7 @@ def test_changed_target_file_reuses_source_and_pretrain(folder_run, tree, tmp_pa
     changed = sorted((tree / "train" / CLASS_NAMES[3]).glob("*.png"))[0]
     pixels, _ = digit_images(1, offset=60)[3]
     save_image(changed, pixels)
-    result = graft("run", "--config", str(config))
+    result = graft_in_process("run", "--config", str(config))
     _assert_registered(result, FOLDER_MODEL)
     statuses = _step_statuses(_last_run())
     assert statuses["ingest_source"] == "cached" and statuses["pretrain"] == "cached", statuses
@@ -109,7 +109,7 @@ def test_csv_manifest_runs_end_to_end(tmp_path):
         rows.append((relative, CLASS_NAMES[label]))
     manifest = write_manifest(data / "labels.csv", rows, ("path", "label"))
     config = write_config(tmp_path / "manifest.yaml", MANIFEST_MODEL, STRATEGIES, data={"target": str(manifest)})
-    result = graft("run", "--config", str(config))
+    result = graft_in_process("run", "--config", str(config))
     _assert_registered(result, MANIFEST_MODEL)
     info = mlflow.models.get_model_info(f"models:/{MANIFEST_MODEL}@champion")
     assert info.metadata["class_names"] == sorted(CLASS_NAMES)

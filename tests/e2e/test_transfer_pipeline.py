@@ -11,7 +11,7 @@ from graft.data.sources import load_dataset
 from graft.data.splits import split_target
 from graft.paths import configure_environment, resolve_tracking_uri
 from graft.registry.model_registry import aliases, as_module
-from tests.e2e.helpers import graft, write_config, zenml_client
+from tests.e2e.helpers import graft, graft_in_process, write_config, zenml_client
 
 pytestmark = pytest.mark.e2e
 MODEL = "e2e-digits"
@@ -158,7 +158,7 @@ def test_predict_command_labels_image_files(first_run, tmp_path):
         pixels = (digits.images[index] * 255 / 16).round().astype("uint8")
         Image.fromarray(pixels, mode="L").save(tmp_path / f"{index}_{digits.target[index]}.png")
     csv_path = tmp_path / "out.csv"
-    result = graft("predict", str(tmp_path), "--model-name", MODEL, "--output", str(csv_path))
+    result = graft_in_process("predict", str(tmp_path), "--model-name", MODEL, "--output", str(csv_path))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
     assert len(lines) == len(chosen)
@@ -177,7 +177,7 @@ def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
         strategies={"scratch": {}, "feature": {"epochs": 20}},
         promotion={"paired_test": "mcnemar"},
     )
-    result = graft("run", "--config", str(worse))
+    result = graft_in_process("run", "--config", str(worse))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not promoted" in result.stdout
     assert aliases(MODEL)["champion"] == before
@@ -188,7 +188,7 @@ def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
 
 def test_identical_rerun_is_a_tie_and_keeps_champion(first_run, quick_config, tracking):
     before = aliases(MODEL)["champion"]
-    result = graft("run", "--config", str(quick_config))
+    result = graft_in_process("run", "--config", str(quick_config))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "champion kept" in result.stdout
     assert aliases(MODEL)["champion"] == before

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from graft.data.sources import data_fingerprint
-from tests.e2e.helpers import graft, registered_versions, write_config
+from tests.e2e.helpers import graft_in_process, registered_versions, write_config
 from tests.image_cases import digit_images, save_image
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def _last_run_steps() -> tuple[str, dict[str, str]]:
 
 
 def _watch(config: Path):
-    result = graft("watch", "--once", "--config", str(config))
+    result = graft_in_process("watch", "--once", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if " watch " in f" {line}"]
     return result, lines

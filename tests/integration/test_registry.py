@@ -14,7 +14,7 @@ from graft.paths import configure_environment, resolve_tracking_uri, state_layou
 from graft.registry import model_registry
 from graft.registry.locking import promotion_lock
 from graft.registry.tracking import ensure_experiment
-from tests.e2e.helpers import graft
+from tests.e2e.helpers import graft_in_process
 
 MODEL = "it-registry"
 
@@ -61,13 +61,13 @@ def test_promotion_keeps_previous_and_rollback_swaps(versions):
         model_registry.move_champion(MODEL, v1, expected_champion=None)
         model_registry.move_champion(MODEL, v2, expected_champion=v1)
     assert model_registry.aliases(MODEL) == {"champion": v2, "previous_champion": v1}
-    result = graft("rollback", "--model-name", MODEL)
+    result = graft_in_process("rollback", "--model-name", MODEL)
     assert result.returncode == 0, result.stderr
     assert model_registry.aliases(MODEL) == {"champion": v1, "previous_champion": v2}
     # A rollback moves aliases only: every registered version is still there to roll forward to.
     remaining = mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'")
     assert sorted(str(version.version) for version in remaining) == sorted(version for version, _ in versions)
-    listing = graft("models", "--model-name", MODEL)
+    listing = graft_in_process("models", "--model-name", MODEL)
     assert listing.returncode == 0
     assert f"v{v1}" in listing.stdout and "champion" in listing.stdout
 
