@@ -99,6 +99,12 @@ def run_transfer(
             )
     except Exception as failure:
         raise user_facing_failure(options["run_name"]) or failure
+    finally:
+        # ZenML's MLflow tracker blanks the tracking URI after every step; whoever called us in this
+        # process (`graft watch`'s loop, a notebook, a test) goes on with the store the run used.
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
     if schedule is not None:
         return None
     seconds = time.perf_counter() - started
