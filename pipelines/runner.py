@@ -166,7 +166,8 @@ def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:
 
 
 def user_facing_failure(run_name: str) -> BaseException | None:
-    """Turn a failed run back into the ``GraftError`` its step raised, whatever ran the step.
+    """Turn a failed run back into the ``GraftError`` its step raised (or the Ctrl-C that stopped it),
+    whatever ran the step.
 
     Orchestrators report a failed step as a generic error; the step's exception survives in the
     ZenML store (``exception_info``), which every orchestrator fills in.
@@ -190,11 +191,15 @@ def failure_of_steps(exceptions: list[tuple[str, str, str]]) -> BaseException | 
     """
     for source, message, step_name in exceptions:
         if source.startswith("graft.errors."):
-            error_class = getattr(errors, source.rsplit(".", 1)[-1].split(":")[-1], errors.GraftError)
-            return error_class(message.strip() or f"step {step_name} failed")
-    if any(source.rsplit(".", 1)[-1].split(":")[-1] == "RunInterruptedException" for source, _, _ in exceptions):
+            return getattr(errors, _class_name(source), errors.GraftError)(message.strip() or f"step {step_name} failed")
+    if any(_class_name(source) == "RunInterruptedException" for source, _, _ in exceptions):
         return KeyboardInterrupt()
     return None
+
+
+def _class_name(source: str) -> str:
+    """``Name`` of a ZenML source path, ``package.module.Name`` or ``package.module:Name``."""
+    return source.rsplit(".", 1)[-1].split(":")[-1]
 
 
 def raised_by_graft(error: BaseException | None) -> bool:
