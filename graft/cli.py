@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from graft.errors import ConfigError, GraftError
+from graft.errors import ConfigError, GraftError, graft_error_in_chain
 
 app = typer.Typer(
     help="Transfer learning on images as a ZenML pipeline: pretrain on a source, gate the target data "
@@ -340,19 +340,6 @@ def schedule(
         typer.echo(f"installed in your crontab{' (replaced the earlier graft line)' if replaced else ''}; `crontab -l` shows it", err=True)
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    seen = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, GraftError):
-            return error
-        nested = error.__cause__ or error.__context__
-        if nested is None:
-            break
-        error = nested
-    return error
-
-
 def main() -> None:
     from graft.paths import configure_environment
 
@@ -369,8 +356,8 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as error:
-        cause = _root_cause(error)
-        if isinstance(cause, GraftError):
+        cause = graft_error_in_chain(error)
+        if cause is not None:
             typer.echo(f"error: {cause}", err=True)
             sys.exit(cause.exit_code)
         import click

@@ -34,3 +34,16 @@ class GateCrashed(GraftError):
     """A data-gate check raised instead of judging the data: a bug or a schema problem, not bad data."""
 
     exit_code = 5
+
+
+def graft_error_in_chain(error: BaseException | None) -> GraftError | None:
+    """The ``GraftError`` that ``error`` is, or that was propagating when it was raised (its
+    ``__cause__``/``__context__`` chain): a framework wrapping or tripping over graft's one-line
+    error must not turn it into a traceback."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, GraftError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

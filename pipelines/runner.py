@@ -202,29 +202,19 @@ def _class_name(source: str) -> str:
     return source.rsplit(".", 1)[-1].split(":")[-1]
 
 
-def raised_by_graft(error: BaseException | None) -> bool:
-    """A ``GraftError``, or an error raised while one was propagating.
-
-    The second kind is ZenML's own step cleanup failing for the reason graft already reported:
-    with the tracking server down, ending the step's MLflow run after graft's one-line error fails too.
-    """
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, errors.GraftError):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
-
-
 class _ExpectedFailureFilter(logging.Filter):
-    """Drop ZenML's traceback for a step that failed with a ``GraftError``: the CLI prints one line."""
+    """Drop ZenML's traceback for a step that failed with a ``GraftError``: the CLI prints one line.
+
+    Also for an error raised while one was propagating: ZenML's own step cleanup fails for the
+    reason graft already reported (with the tracking server down, ending the step's MLflow run
+    after graft's one-line error fails too).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and raised_by_graft(record.exc_info[1]):
+        if record.exc_info and errors.graft_error_in_chain(record.exc_info[1]) is not None:
             return False
         arguments = record.args if isinstance(record.args, tuple) else ()
-        return not any(raised_by_graft(argument) for argument in arguments if isinstance(argument, BaseException))
+        return not any(errors.graft_error_in_chain(argument) is not None for argument in arguments if isinstance(argument, BaseException))
 
 
 def quiet_expected_failures() -> None:

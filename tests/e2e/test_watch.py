@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from graft.data.sources import data_fingerprint
-from tests.e2e.helpers import graft_in_process, registered_versions, write_config
+from tests.e2e.helpers import graft_in_process, registered_versions, write_config, zenml_client
 from tests.image_cases import digit_images, save_image
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +31,7 @@ def _tree(root: Path) -> None:
 
 
 def _last_run_steps() -> tuple[str, dict[str, str]]:
-    from graft.paths import configure_environment
-
-    configure_environment()  # ZenML must read the session's state folder, not ~/.config/zenml
-    from zenml.client import Client
-
-    run = Client().get_pipeline("transfer_pipeline").last_run
+    run = zenml_client().get_pipeline("transfer_pipeline").last_run
     return str(run.id), {name: str(step.status.value) for name, step in run.steps.items()}
 
 
