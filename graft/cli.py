@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from graft.errors import ConfigError, GraftError, graft_error_in_chain
+from graft.errors import ConfigError, DataError, GraftError, graft_error_in_chain
 
 app = typer.Typer(
     help="Transfer learning on images as a ZenML pipeline: pretrain on a source, gate the target data "
@@ -146,31 +145,41 @@ def run(
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the predictions to this CSV file.")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Also write the predictions to this CSV file (path,label,probability,error).")
+    ] = None,
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
     alias: Annotated[str, typer.Option(help="Registry alias to load.")] = "champion",
     config: ConfigOption = None,
 ) -> None:
-    """Label images with the registered champion: one line per file, label and probability."""
+    """Label images with the registered champion: one line per file, label and probability.
+
+    A file that cannot be decoded is reported in one line on stderr (and in the CSV's error column) and the others are still labelled; the exit status is non-zero only when no file could be labelled.
+    """
     from graft.data.decoding import collect_image_files
-    from graft.prediction import predict_files
+    from graft.prediction import check_output, predict_files, write_csv
     from graft.registry.model_registry import aliases, load_registered
 
+    if output:
+        check_output(output)
     name = _registry_model_name(config, model_name)
     files = collect_image_files(paths)
     if not files:
         raise GraftError("no image files found in the given paths")
     if alias not in aliases(name):
         raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
-    rows = predict_files(load_registered(f"models:/{name}@{alias}"), files)
-    for path, label, probability in rows:
-        typer.echo(f"{path}\t{label}\t{probability:.4f}")
+    predictions = predict_files(load_registered(f"models:/{name}@{alias}"), files)
+    for row in predictions:
+        if row.error:
+            typer.echo(f"skipped: {row.error}", err=True)
+        else:
+            typer.echo(f"{row.path}\t{row.label}\t{row.probability:.4f}")
+    labelled = sum(1 for row in predictions if not row.error)
     if output:
-        with output.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "probability"])
-            writer.writerows(rows)
-        typer.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+        write_csv(output, predictions)
+        typer.echo(f"wrote {len(predictions)} rows ({labelled} labelled) to {output}", err=True)
+    if not labelled:
+        raise DataError(f"none of the {len(files)} files could be decoded; nothing was labelled")
 
 
 @app.command()
@@ -340,11 +349,20 @@ def schedule(
         typer.echo(f"installed in your crontab{' (replaced the earlier graft line)' if replaced else ''}; `crontab -l` shows it", err=True)
 
 
-def main() -> None:
-    from graft.paths import configure_environment
-
-    configure_environment()
+def _click_exceptions():
+    """Typer raises its vendored copy of click's exceptions (``typer._click``); older Typer, click's own."""
     try:
+        from typer._click import exceptions
+    except ImportError:  # Typer before it vendored click
+        from click import exceptions
+    return exceptions
+
+
+def main() -> None:
+    try:
+        from graft.paths import configure_environment
+
+        configure_environment()
         code = app(standalone_mode=False)
     except GraftError as error:
         typer.echo(f"error: {error}", err=True)
@@ -355,23 +373,31 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except typer.Exit as leaving:
+        sys.exit(leaving.exit_code)
     except Exception as error:
-        cause = graft_error_in_chain(error)
-        if cause is not None:
-            typer.echo(f"error: {cause}", err=True)
-            sys.exit(cause.exit_code)
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Exit):
-            sys.exit(error.exit_code)
-        raise
+        sys.exit(_exit_code_for(error))
     if code == 130:  # Typer turns Ctrl-C into Exit(130), which outside standalone mode it returns, not raises
         typer.echo("interrupted", err=True)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _exit_code_for(error: Exception) -> int:
+    """Show a user-facing error the way people expect (one line, or click's usage message) and give
+    its exit code; anything else is a bug and is re-raised with its traceback."""
+    cause = graft_error_in_chain(error)
+    if cause is not None:
+        typer.echo(f"error: {cause}", err=True)
+        return cause.exit_code
+    clicks = _click_exceptions()
+    if isinstance(error, clicks.NoArgsIsHelpError):  # bare `graft` or `graft <command>` alone: help is the answer
+        typer.echo(error.ctx.get_help() if error.ctx else "")
+        return 0
+    if isinstance(error, clicks.ClickException):  # usage errors: click's usage line and message, exit 2
+        error.show()
+        return error.exit_code
+    raise error
 
 
 def entry() -> None:

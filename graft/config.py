@@ -326,7 +326,28 @@ def load_config(
     try:
         return GraftConfig.model_validate(merged)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(error, origin)) from None
+        flag = _flag_of(error, overrides or {}, strategies)
+        raise ConfigError(_format_validation_error(error, flag or origin)) from None
+
+
+def _flag_of(error: ValidationError, overrides: dict[str, Any], strategies: list[str] | None) -> str | None:
+    """The command-line flag that set the first bad value, if one did: ``--labels-per-class 0``.
+
+    Overrides come from flags named after their last key (``data.labels_per_class`` is
+    ``--labels-per-class``), so the error names what the user typed, not the config file.
+    ``strategies`` come from ``--strategies``; the baseline check (no location) is about them too.
+    """
+    value: Any = overrides
+    location = error.errors()[0]["loc"]
+    if strategies is not None and tuple(location[:2]) in (("finetune", "strategies"), ()):
+        return f"--strategies {','.join(strategies)}"
+    if not location:
+        return None
+    for part in location:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return f"--{str(location[-1]).replace('_', '-')} {value}"
 
 
 def config_from_dict(values: dict[str, Any]) -> GraftConfig:

@@ -2,28 +2,78 @@
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from graft.data.decoding import decode_image_file
 from graft.data.preprocessing import frame_images, match_channels
+from graft.errors import DataError, GraftError
 from graft.registry.model_registry import LoadedModel
 from graft.training.loop import predict_logits
 
 CHUNK = 256
+CSV_HEADER = ["path", "label", "probability", "error"]
 
 
-def predict_files(loaded: LoadedModel, files: list[Path]) -> list[tuple[str, str, float]]:
-    """(path, label, probability) per file, in the given order."""
+@dataclass(frozen=True)
+class Prediction:
+    """One file's label and probability, or why it could not be labelled (then label is empty)."""
+
+    path: str
+    label: str = ""
+    probability: float | None = None
+    error: str = ""
+
+    def csv_row(self) -> list[str]:
+        return [self.path, self.label, "" if self.probability is None else f"{self.probability:.6f}", self.error]
+
+
+def predict_files(loaded: LoadedModel, files: list[Path]) -> list[Prediction]:
+    """A prediction per file, in the given order; a file that cannot be decoded gets its error, the rest go on."""
     spec = loaded.preprocessing
-    rows: list[tuple[str, str, float]] = []
+    results: list[Prediction] = []
     for start in range(0, len(files), CHUNK):
-        chunk = files[start : start + CHUNK]
-        images = torch.stack(
-            [frame_images(match_channels(decode_image_file(path)[None], spec.channels), spec.frame_size, spec.content_box)[0] for path in chunk]
-        )
-        probabilities = predict_logits(loaded.model, images, spec).softmax(dim=1)
+        images, decoded = [], []
+        for path in files[start : start + CHUNK]:
+            try:
+                image = decode_image_file(path)
+            except DataError as error:
+                results.append(Prediction(str(path), error=str(error)))
+                continue
+            images.append(frame_images(match_channels(image[None], spec.channels), spec.frame_size, spec.content_box)[0])
+            decoded.append(path)
+        if not images:
+            continue
+        probabilities = predict_logits(loaded.model, torch.stack(images), spec).softmax(dim=1)
         confidence, index = probabilities.max(dim=1)
-        rows += [(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(chunk, index, confidence)]
-    return rows
+        results += [Prediction(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(decoded, index, confidence)]
+    order = {str(path): position for position, path in enumerate(files)}
+    return sorted(results, key=lambda row: order[row.path])
+
+
+def check_output(path: Path) -> None:
+    """Fail at once, in one line, if the CSV cannot be written: before loading a model or predicting.
+
+    The file is opened for appending (an existing one is not truncated) and a new one is removed again.
+    """
+    if path.is_dir():
+        raise GraftError(f"--output {path}: is a folder; pass a file name such as {path / 'predictions.csv'}")
+    if not path.parent.is_dir():
+        raise GraftError(f"--output {path}: folder {path.parent} does not exist; create it or choose another path")
+    existed = path.exists()
+    try:
+        path.open("a").close()
+    except OSError as error:
+        raise GraftError(f"--output {path}: cannot write ({error.strerror or error}); choose another path") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def write_csv(path: Path, predictions: list[Prediction]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_HEADER)
+        writer.writerows(prediction.csv_row() for prediction in predictions)

@@ -6,6 +6,8 @@ the missing config file goes through the console script in a fresh interpreter t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.helpers import graft, graft_in_process, write_config
@@ -42,15 +44,51 @@ def _assert_clean_failure(result, *needles):
         (["--target", ""], ["--target is empty"]),
         (["--strategies", "scratch,telepathy"], ["telepathy", "unknown strategy"]),
         (["--strategies", "adaptive"], ["baseline", "scratch"]),
-        (["--labels-per-class", "0"], ["data.labels_per_class"]),
-        (["--device", "tpu"], ["device"]),
+        (["--labels-per-class", "0"], ["--labels-per-class 0", "data.labels_per_class"]),
+        (["--device", "tpu"], ["--device tpu"]),
+        (["--model-name", ""], ["--model-name"]),
     ],
 )
 def test_bad_flags(args, needles, tmp_path):
     config = write_config(tmp_path / "c.yaml", MODEL)
     before = _champion()
-    _assert_clean_failure(graft_in_process("run", "--config", str(config), *args), *needles)
+    result = graft_in_process("run", "--config", str(config), *args)
+    _assert_clean_failure(result, *needles)
+    assert str(config) not in result.stderr  # a flag's value is blamed on the flag, not on the config file
     assert _champion() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--epochs", "3"], "No such option: --epochs"),
+        (["run", "--labels-per-class", "abc"], "Invalid value for '--labels-per-class'"),
+        (["trian"], "No such command 'trian'"),
+        (["predict"], "Missing argument"),
+        (["watch", "--interval", "0"], "Invalid value for '--interval'"),
+        (["models", "--model-name"], "requires an argument"),
+    ],
+)
+def test_usage_errors_give_usage_and_exit_2(args, message):
+    result = graft_in_process(*args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "Traceback" not in output
+    assert "Error: " in result.stderr and message in result.stderr, result.stderr
+    if args != ["models", "--model-name"]:  # click gives that one no usage line
+        assert "Usage: " in result.stderr, result.stderr
+
+
+def test_usage_error_through_the_console_script():
+    result = graft("run", "--epochs", "3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "No such option: --epochs" in result.stderr
+
+
+def test_bare_graft_prints_help_and_exits_0():
+    result = graft_in_process()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Usage:" in result.stdout and "run" in result.stdout and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -97,3 +135,16 @@ def test_predict_and_rollback_without_a_champion(tmp_path):
     Image.new("L", (8, 8), 128).save(image)
     _assert_clean_failure(graft_in_process("predict", str(image), "--model-name", "never-trained"), "never-trained", "champion")
     _assert_clean_failure(graft_in_process("rollback", "--model-name", "never-trained"), "never-trained")
+
+
+@pytest.mark.parametrize("case", ["folder", "missing parent", "unwritable"])
+def test_predict_output_path_checked_before_predicting(case, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8), 128).save(image)
+    output = {"folder": tmp_path, "missing parent": tmp_path / "no" / "out.csv", "unwritable": Path("/proc/version")}[case]
+    # the model name has no champion: the path must fail first, before any registry lookup or predicting
+    result = graft_in_process("predict", str(image), "--model-name", "never-trained", "--output", str(output))
+    _assert_clean_failure(result, f"--output {output}")
+    assert "champion" not in result.stderr

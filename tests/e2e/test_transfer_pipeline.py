@@ -157,6 +157,7 @@ def test_predict_command_labels_image_files(first_run, tmp_path):
     for index in chosen:
         pixels = (digits.images[index] * 255 / 16).round().astype("uint8")
         Image.fromarray(pixels, mode="L").save(tmp_path / f"{index}_{digits.target[index]}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")  # one bad file must not stop the batch
     csv_path = tmp_path / "out.csv"
     result = graft_in_process("predict", str(tmp_path), "--model-name", MODEL, "--output", str(csv_path))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -164,7 +165,12 @@ def test_predict_command_labels_image_files(first_run, tmp_path):
     assert len(lines) == len(chosen)
     correct = sum(path.rsplit("/", 1)[-1].split("_")[1].startswith(label) for path, label, _ in lines)
     assert correct >= 0.8 * len(chosen)
-    assert csv_path.read_text().startswith("path,label,probability")
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 1 and "broken.png" in skipped[0] and "Traceback" not in result.stderr
+    assert csv_path.read_text().startswith("path,label,probability,error")
+    assert len(csv_path.read_text().strip().splitlines()) == len(chosen) + 2
+    only_bad = graft_in_process("predict", str(tmp_path / "broken.png"), "--model-name", MODEL)
+    assert only_bad.returncode == 2 and "nothing was labelled" in only_bad.stderr and "Traceback" not in only_bad.stderr
 
 
 def test_worse_second_run_keeps_champion(first_run, tmp_path, tracking):
