@@ -14,7 +14,7 @@ help:
 	@echo "make bench       time the demo run (bench/demo_runtime.py)"
 	@echo "make bench-throughput  graft's training loop vs a hand-written loop; orchestration overhead (bench/throughput.py)"
 	@echo "make bench-transfer  label efficiency of every strategy, 1..all labels/class (bench/label_efficiency.py)"
-	@echo "make mlflow-ui   open the MLflow UI on .graft/mlflow.db (http://127.0.0.1:5000)"
+	@echo "make mlflow-ui   open the MLflow UI on the store graft run uses (\$$GRAFT_HOME or .graft/; http://127.0.0.1:5000)"
 	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml (http://127.0.0.1:8237)"
 	@echo "make dashboard-stop  stop it and return to the local store"
 	@echo "make clean-state delete .graft/ (runs, registry, caches)"
@@ -51,7 +51,7 @@ bench-transfer: setup
 	$(BIN)/python bench/label_efficiency.py
 
 mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.graft/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/graft ui
 
 dashboard: setup
 	ZENML_CONFIG_PATH=$(CURDIR)/.graft/zenml ZENML_ANALYTICS_OPT_IN=false ZENML_AUTO_OPEN_DASHBOARD=false $(BIN)/zenml login --local

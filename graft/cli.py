@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from graft.errors import ConfigError, DataError, GraftError, graft_error_in_chain
+from graft.errors import ConfigError, DataError, GraftError, device_fault_error, device_fault_in_chain, graft_error_in_chain
 
 app = typer.Typer(
     help="Transfer learning on images as a ZenML pipeline: pretrain on a source, gate the target data "
@@ -43,14 +43,25 @@ def _load(config: Path | None, overrides: dict | None = None, strategies: list[s
     return load_config(config or _default_config_path(), overrides, strategies)
 
 
+def _writable_state():
+    """The state folder, after checking in one line that this command can write to it."""
+    from graft.paths import check_writable
+
+    return check_writable()
+
+
 def _registry_model_name(config: Path | None, model_name: str | None) -> str:
     """Point MLflow at the configured tracking store; the model name from the flag or the config."""
     import mlflow
 
-    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.paths import check_writable, configure_environment, resolve_tracking_uri
 
     cfg = _load(config)
-    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(configure_environment()))
+    layout = configure_environment()
+    uri = cfg.tracking.tracking_uri or resolve_tracking_uri(layout)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        check_writable(layout)  # MLflow creates the database first; on a read-only folder it retries for minutes
+    mlflow.set_tracking_uri(uri)
     return model_name or cfg.registry.model_name
 
 
@@ -78,6 +89,7 @@ def run(
     ] = None,
 ) -> None:
     """Run ingest source -> pretrain -> validate target -> finetune -> evaluate -> register."""
+    _writable_state()
     if schedule is not None and orchestration is None:
         raise ConfigError("--schedule needs --orchestration (a remote stack such as Kubeflow); the local orchestrator cannot "
                           "schedule runs: use `graft schedule` to install a crontab line that runs `graft watch --once`")
@@ -138,7 +150,7 @@ def run(
     typer.echo(f"Report: {promotion['report_path']}")
     typer.echo("")
     typer.echo("Look at it:")
-    typer.echo(f"  MLflow UI:        make mlflow-ui     (then http://127.0.0.1:5000; store {outcome.tracking_uri})")
+    typer.echo(f"  MLflow UI:        graft ui           (then http://127.0.0.1:5000; store {outcome.tracking_uri})")
     typer.echo("  ZenML dashboard:  make dashboard     (then http://127.0.0.1:8237; make dashboard-stop when done)")
 
 
@@ -197,13 +209,13 @@ def validate(
 
     import mlflow
 
-    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.paths import resolve_tracking_uri
     from graft.validation import raise_if_failed
     from graft.validation.run import previous_accepted_profile, validate_target_data
 
     overrides: dict = {"data": {key: value for key, value in {"target": target, "labels_per_class": labels_per_class}.items() if value is not None}}
+    layout = _writable_state()
     cfg = _load(config, overrides)
-    layout = configure_environment()
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
     reference = previous_accepted_profile(cfg.tracking.experiment_name, cfg.registry.model_name)
     folder = output or layout.reports / f"validate-{datetime.now():%Y%m%d-%H%M%S}"
@@ -253,6 +265,30 @@ def models(
 
 
 @app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    config: ConfigOption = None,
+) -> None:
+    """Start the MLflow UI on the store `graft run` uses (GRAFT_HOME, GRAFT_TRACKING_URI or tracking.tracking_uri); Ctrl-C stops it."""
+    import os
+
+    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.registry.tracking import ui_command
+
+    cfg = _load(config)
+    uri = cfg.tracking.tracking_uri or resolve_tracking_uri(configure_environment())
+    command = ui_command(uri, host, port)
+    if command is None:
+        typer.echo(f"the runs are on the tracking server {uri}: open it in a browser")
+        return
+    typer.echo(f"MLflow UI on {uri}: http://{host}:{port} (Ctrl-C stops it)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
+
+
+@app.command()
 def rollback(
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
     config: ConfigOption = None,
@@ -262,6 +298,7 @@ def rollback(
     from graft.registry.locking import promotion_lock
     from graft.registry.model_registry import rollback as rollback_alias
 
+    _writable_state()
     name = _registry_model_name(config, model_name)
     with promotion_lock(state_layout().locks, name):
         old, new = rollback_alias(name)
@@ -282,6 +319,7 @@ def watch(
 
     With --once it checks once and exits (for cron, see `graft schedule`); a failed run exits with its error's code. Without --once it checks every --interval seconds until Ctrl-C; a failed run prints its error line and watching goes on.
     """
+    layout = _writable_state()
     overrides: dict = {}
     if target is not None:
         overrides["data"] = {"target": target}
@@ -292,11 +330,10 @@ def watch(
     import mlflow
 
     from graft.data.sources import check_spec
-    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.paths import resolve_tracking_uri
     from graft.watch import watch as watch_target
 
     check_spec(cfg.data.target, "target")
-    layout = configure_environment()
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
 
     def train(run_config):
@@ -390,6 +427,13 @@ def _exit_code_for(error: Exception) -> int:
     if cause is not None:
         typer.echo(f"error: {cause}", err=True)
         return cause.exit_code
+    fault = device_fault_in_chain(error)
+    if fault is not None:
+        from graft.paths import state_layout
+
+        failure = device_fault_error(fault, "graft", state_layout().root, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        typer.echo(f"error: {failure}", err=True)
+        return failure.exit_code
     clicks = _click_exceptions()
     if isinstance(error, clicks.NoArgsIsHelpError):  # bare `graft` or `graft <command>` alone: help is the answer
         typer.echo(error.ctx.get_help() if error.ctx else "")

@@ -18,6 +18,10 @@ class DataError(GraftError):
     """A data source cannot be found, read or used."""
 
 
+class StateError(GraftError):
+    """The state folder (GRAFT_HOME) cannot be written: read-only, not a folder, or its device is full."""
+
+
 class ValidationFailed(GraftError):
     """The target data failed the quality gate."""
 
@@ -47,3 +51,37 @@ def graft_error_in_chain(error: BaseException | None) -> GraftError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+# errno values that mean the state folder's device, not graft, is at fault
+DEVICE_FULL = (28, 122)  # ENOSPC, EDQUOT
+READ_ONLY = (30,)  # EROFS
+SQLITE_FULL = "database or disk is full"
+
+
+def device_fault(text: str, code: int | None = None) -> str | None:
+    """``"full"`` or ``"read-only"`` when an error's errno or message says the device is at fault, else None."""
+    if code in DEVICE_FULL or "No space left on device" in text or SQLITE_FULL in text:
+        return "full"
+    if code in READ_ONLY or "Read-only file system" in text or "attempt to write a readonly database" in text:
+        return "read-only"
+    return None
+
+
+def device_fault_in_chain(error: BaseException | None) -> str | None:
+    """``device_fault`` of ``error`` or of anything in its ``__cause__``/``__context__`` chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        fault = device_fault(str(error), getattr(error, "errno", None))
+        if fault:
+            return fault
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def device_fault_error(fault: str, where: str, state_root: object, detail: str) -> StateError:
+    """The one line for a full or read-only state device, naming where it happened (a step, the registry)."""
+    what = "no space left on the device" if fault == "full" else "the device is read-only"
+    detail = " ".join(detail.split())[:200]
+    return StateError(f"{where}: {what} of GRAFT_HOME {state_root} ({detail}); free some space or point GRAFT_HOME elsewhere, then run again")

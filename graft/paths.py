@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from graft.errors import DEVICE_FULL, StateError
+
 STATE_DIR_ENV = "GRAFT_HOME"
 TRACKING_URI_ENV = "GRAFT_TRACKING_URI"
 
@@ -65,13 +67,47 @@ def state_layout() -> StateLayout:
     return StateLayout(root)
 
 
+def check_writable(layout: StateLayout | None = None) -> StateLayout:
+    """Fail at once, in one line, when the state folder cannot be written (every command that writes
+    calls this first): a read-only mount, a parent that is a file, no permission, a full device.
+
+    Without it the failure comes minutes later, from deep inside MLflow or ZenML, after their retries.
+    """
+    import tempfile
+
+    layout = layout or state_layout()
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=layout.root, prefix=".write-check-")
+        try:
+            os.write(handle, b"graft")  # a full device refuses the data even when it still has inodes
+        finally:
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as error:
+        raise StateError(unusable_state_message(layout.root, error)) from None
+    return layout
+
+
+def unusable_state_message(root: Path, error: OSError) -> str:
+    reason = error.strerror or str(error)
+    if error.errno in DEVICE_FULL:
+        return f"GRAFT_HOME {root}: no space left on its device ({reason}); free some space or point GRAFT_HOME elsewhere"
+    return f"GRAFT_HOME {root} is not writable: {reason}; point GRAFT_HOME at a writable folder"
+
+
 def configure_environment(layout: StateLayout | None = None) -> StateLayout:
     """Point ZenML, MLflow and Great Expectations at the state folder and quiet them.
 
-    Must run before ``zenml`` is imported: ZenML reads its config path once, at import.
+    Must run before ``zenml`` is imported: ZenML reads its config path once, at import. Creates
+    the folder if it can; a read-only one that exists is fine (``graft models``, ``graft predict``).
     """
     layout = layout or state_layout()
-    layout.root.mkdir(parents=True, exist_ok=True)
+    if not layout.root.is_dir():
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateError(unusable_state_message(layout.root, error)) from None
     os.environ["ZENML_CONFIG_PATH"] = str(layout.zenml_config)
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from graft import errors
 from graft.config import GraftConfig
-from graft.paths import configure_environment, project_root, resolve_tracking_uri
+from graft.paths import check_writable, configure_environment, project_root, resolve_tracking_uri
 from graft.schedule import ScheduleConfig
 
 
@@ -44,7 +44,7 @@ def run_transfer(
     """
     if schedule is not None and orchestration is None:
         raise errors.ConfigError("the local orchestrator cannot schedule runs; use `graft schedule` (cron + `graft watch --once`)")
-    layout = configure_environment()
+    layout = check_writable(configure_environment())
     tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
 
     from graft.registry.tracking import ensure_experiment
@@ -90,6 +90,7 @@ def run_transfer(
     default_name = "graft-scheduled-{date}-{time}" if schedule is not None else f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     options["run_name"] = run_name or default_name
     quiet_expected_failures()
+    _ExpectedFailureFilter.device_faults.clear()
     # A remote orchestrator's run outlives this process, so only local runs are claimed.
     claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name) if orchestration is None else nullcontext()
     try:
@@ -98,7 +99,7 @@ def run_transfer(
                 source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
             )
     except Exception as failure:
-        raise user_facing_failure(options["run_name"]) or failure
+        raise user_facing_failure(options["run_name"]) or device_failure(failure, layout.root) or failure
     finally:
         # ZenML's MLflow tracker blanks the tracking URI after every step; whoever called us in this
         # process (`graft watch`'s loop, a notebook, a test) goes on with the store the run used.
@@ -182,6 +183,17 @@ def user_facing_failure(run_name: str) -> BaseException | None:
                              for step in run.steps.values() if step.exception_info is not None])
 
 
+def device_failure(failure: BaseException, state_root: Path) -> errors.StateError | None:
+    """A full or read-only state device that failed the run: in a step of this process (seen by the
+    log filter, since ZenML cannot record the step's error in a store on a full device), or in
+    ZenML's own writes."""
+    if _ExpectedFailureFilter.device_faults:
+        fault, step_name, message = _ExpectedFailureFilter.device_faults[0]
+        return errors.device_fault_error(fault, f"step {step_name}", state_root, message)
+    fault = errors.device_fault_in_chain(failure)
+    return errors.device_fault_error(fault, "pipeline run", state_root, str(failure)) if fault else None
+
+
 def failure_of_steps(exceptions: list[tuple[str, str, str]]) -> BaseException | None:
     """What the CLI should report for the (source, message, step) of each failed step, or None.
 
@@ -192,6 +204,12 @@ def failure_of_steps(exceptions: list[tuple[str, str, str]]) -> BaseException | 
     for source, message, step_name in exceptions:
         if source.startswith("graft.errors."):
             return getattr(errors, _class_name(source), errors.GraftError)(message.strip() or f"step {step_name} failed")
+    for source, message, step_name in exceptions:
+        fault = errors.device_fault(message)
+        if fault:
+            from graft.paths import state_layout
+
+            return errors.device_fault_error(fault, f"step {step_name}", state_layout().root, message)
     if any(_class_name(source) == "RunInterruptedException" for source, _, _ in exceptions):
         return KeyboardInterrupt()
     return None
@@ -205,15 +223,24 @@ def _class_name(source: str) -> str:
 class _ExpectedFailureFilter(logging.Filter):
     """Drop ZenML's traceback for a step that failed with a ``GraftError``: the CLI prints one line.
 
-    Also for an error raised while one was propagating: ZenML's own step cleanup fails for the
+    Also for a full or read-only state device (the CLI names the step and the device in one line), and
+    for an error raised while one was propagating: ZenML's own step cleanup fails for the
     reason graft already reported (with the tracking server down, ending the step's MLflow run
     after graft's one-line error fails too).
     """
 
+    device_faults: list[tuple[str, str, str]] = []  # (fault, step, message) of this process's current run
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and errors.graft_error_in_chain(record.exc_info[1]) is not None:
+        if record.exc_info and (errors.graft_error_in_chain(record.exc_info[1]) or errors.device_fault_in_chain(record.exc_info[1])):
             return False
         arguments = record.args if isinstance(record.args, tuple) else ()
+        for argument in arguments:
+            fault = errors.device_fault_in_chain(argument) if isinstance(argument, BaseException) else None
+            if fault:  # "Failed to run step `%s`: %s": the CLI says it in one line, naming the step
+                step_name = arguments[0] if isinstance(arguments[0], str) else "?"
+                _ExpectedFailureFilter.device_faults.append((fault, step_name, str(argument)))
+                return False
         return not any(errors.graft_error_in_chain(argument) is not None for argument in arguments if isinstance(argument, BaseException))
 
 

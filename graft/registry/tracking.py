@@ -31,3 +31,16 @@ def ensure_experiment(tracking_uri: str, experiment_name: str, artifact_root: Pa
         raise RegistryError(f"MLflow at {tracking_uri}: {str(error).splitlines()[0]}") from None
     except Exception as error:  # connection refused, DNS, TLS: all mean the same to a user
         raise RegistryError(f"MLflow at {tracking_uri} is not reachable ({type(error).__name__}); start it or fix the URI") from None
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str] | None:
+    """The ``mlflow ui`` command line on ``tracking_uri``; None for a tracking server (it has its own UI).
+
+    The MLflow script of this environment, so the UI reads the store with the MLflow that wrote it.
+    """
+    import sys
+
+    if tracking_uri.startswith(("http://", "https://")):
+        return None
+    mlflow_script = Path(sys.executable).with_name("mlflow")
+    return [str(mlflow_script), "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port), "--workers", "1"]

@@ -14,7 +14,7 @@ configure_environment()  # ZenML reads its config folder once, at import: inside
 
 from zenml.config.retry_config import StepRetryConfig  # noqa: E402
 
-from graft.errors import DataError, GraftError, RegistryError  # noqa: E402
+from graft.errors import DataError, GraftError, RegistryError, StateError  # noqa: E402
 from pipelines.runner import RETRIED_STEPS, _ExpectedFailureFilter, failure_of_steps, step_retries  # noqa: E402
 from pipelines.transfer_pipeline import STEP_ORDER  # noqa: E402
 
@@ -81,3 +81,31 @@ def test_ctrl_c_turned_into_zenmls_interruption_is_still_an_interruption():
 def test_a_bug_in_a_step_is_left_to_surface_as_it_is():
     assert failure_of_steps([("builtins.ValueError", "bad", "finetune")]) is None
     assert failure_of_steps([]) is None
+
+
+def test_a_full_device_in_a_step_is_one_line_naming_the_step():
+    failure = failure_of_steps([("builtins.OSError", "[Errno 28] No space left on device", "finetune")])
+    assert isinstance(failure, StateError) and failure.exit_code == 2
+    assert str(failure).startswith("step finetune: no space left on the device of GRAFT_HOME ")
+    assert failure_of_steps([("builtins.ValueError", "shapes do not match", "finetune")]) is None
+
+
+def test_the_log_filter_records_a_step_that_hit_a_full_device():
+    import logging
+
+    _ExpectedFailureFilter.device_faults.clear()
+    record = logging.LogRecord("zenml", logging.ERROR, __file__, 1, "Failed to run step `%s`: %s",
+                               ("ingest_source", OSError(28, "No space left on device")), None)
+    assert _ExpectedFailureFilter().filter(record) is False
+    assert _ExpectedFailureFilter.device_faults == [("full", "ingest_source", "[Errno 28] No space left on device")]
+    _ExpectedFailureFilter.device_faults.clear()
+
+
+def test_check_writable_names_the_folder(tmp_path):
+    from graft.paths import StateLayout, check_writable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match=f"GRAFT_HOME {blocker / 'state'} is not writable: Not a directory"):
+        check_writable(StateLayout(blocker / "state"))
+    assert check_writable(StateLayout(tmp_path / "fine")).root.is_dir()
