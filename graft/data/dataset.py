@@ -22,6 +22,13 @@ def content_fingerprint(images: torch.Tensor, labels: torch.Tensor, class_names:
     return digest.hexdigest()
 
 
+def pixel_key(image: torch.Tensor) -> str:
+    """sha256 of one decoded image's pixels with their shape: the image's identity across versions."""
+    digest = hashlib.sha256(str(tuple(image.shape)).encode())
+    digest.update(image.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 PREDEFINED_SPLITS = ("train", "val", "test")
 SPLIT_CODES = {None: -1, **{name: code for code, name in enumerate(PREDEFINED_SPLITS)}}
 
@@ -37,6 +44,8 @@ class ImageDataset:
     fingerprint: str = ""
     # Per image: -1, or the split the data itself assigns (see SPLIT_CODES).
     split_codes: torch.Tensor | None = None
+    # Per image: sha256 of its decoded pixels (before framing), what splits and lineage key on.
+    content_keys: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -50,6 +59,10 @@ class ImageDataset:
             raise ValueError("split_codes must hold one entry per image")
         if not self.fingerprint:
             self.fingerprint = content_fingerprint(self.images, self.labels, self.class_names)
+        if self.content_keys is None:
+            self.content_keys = [pixel_key(image) for image in self.images]
+        if len(self.content_keys) != self.images.shape[0]:
+            raise ValueError("content_keys must hold one entry per image")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -70,6 +83,7 @@ class ImageDataset:
             "origin": self.origin,
             "fingerprint": self.fingerprint,
             "split_codes": self.split_codes,
+            "content_keys": list(self.content_keys),
         }
 
     @property
@@ -79,6 +93,9 @@ class ImageDataset:
     def predefined(self, split: str) -> torch.Tensor:
         """Indices of the images the data itself puts in ``split``."""
         return torch.nonzero(self.split_codes == SPLIT_CODES[split]).flatten()
+
+    def keys_of(self, indices: torch.Tensor) -> list[str]:
+        return [self.content_keys[index] for index in indices.tolist()]
 
     @classmethod
     def from_state(cls, state: dict) -> "ImageDataset":

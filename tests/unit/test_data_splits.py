@@ -1,4 +1,4 @@
-"""graft.data.splits: seeded stratified splits and nested label budgets."""
+"""graft.data.splits: content-keyed target splits, the source holdout, nested label budgets."""
 
 from __future__ import annotations
 
@@ -60,10 +60,14 @@ def test_stratified_split_is_seeded():
     assert not torch.equal(first["test"], other["test"])
 
 
+def keys_for(count: int, prefix: str = "img") -> list[str]:
+    return [f"{prefix}-{index}" for index in range(count)]
+
+
 def test_take_per_class_exact_counts():
     labels = imbalanced_labels()
     pool = torch.arange(labels.numel())
-    taken, rest = take_per_class(labels, pool, 4, per_class=5, seed=0)
+    taken, rest = take_per_class(labels, pool, keys_for(labels.numel()), 4, per_class=5, seed=0)
     assert torch.bincount(labels[taken], minlength=4).tolist() == [5, 5, 5, 5]
     assert_partition({"taken": taken, "rest": rest}, labels.numel())
 
@@ -71,14 +75,14 @@ def test_take_per_class_exact_counts():
 def test_take_per_class_caps_at_class_size():
     labels = imbalanced_labels()
     pool = torch.arange(labels.numel())
-    taken, _ = take_per_class(labels, pool, 4, per_class=10, seed=0)
+    taken, _ = take_per_class(labels, pool, keys_for(labels.numel()), 4, per_class=10, seed=0)
     assert torch.bincount(labels[taken], minlength=4).tolist() == [10, 10, 10, 7]
 
 
 def test_take_per_class_only_from_pool():
     labels = imbalanced_labels()
     pool = torch.arange(0, labels.numel(), 2)
-    taken, rest = take_per_class(labels, pool, 4, per_class=3, seed=1)
+    taken, rest = take_per_class(labels, pool, keys_for(labels.numel()), 4, per_class=3, seed=1)
     assert torch.isin(taken, pool).all()
     assert torch.isin(rest, pool).all()
     assert taken.numel() + rest.numel() == pool.numel()
@@ -87,26 +91,32 @@ def test_take_per_class_only_from_pool():
 
 def test_budgets_are_nested():
     labels = imbalanced_labels()
+    keys = keys_for(labels.numel())
     pool = torch.arange(5, labels.numel())
     for seed in (0, 1, 2):
-        small, _ = take_per_class(labels, pool, 4, per_class=5, seed=seed)
-        large, _ = take_per_class(labels, pool, 4, per_class=10, seed=seed)
+        small, _ = take_per_class(labels, pool, keys, 4, per_class=5, seed=seed)
+        large, _ = take_per_class(labels, pool, keys, 4, per_class=10, seed=seed)
         assert torch.isin(small, large).all()
-    other, _ = take_per_class(labels, pool, 4, per_class=5, seed=99)
-    assert not torch.equal(other, take_per_class(labels, pool, 4, per_class=5, seed=0)[0])
+    other, _ = take_per_class(labels, pool, keys, 4, per_class=5, seed=99)
+    assert not torch.equal(other, take_per_class(labels, pool, keys, 4, per_class=5, seed=0)[0])
 
 
 def test_take_per_class_none_keeps_everything():
     labels = imbalanced_labels()
     pool = torch.arange(10, 40)
-    taken, rest = take_per_class(labels, pool, 4, per_class=None, seed=0)
+    taken, rest = take_per_class(labels, pool, keys_for(labels.numel()), 4, per_class=None, seed=0)
     assert torch.equal(taken, pool)
     assert rest.numel() == 0
 
 
 def make_dataset(labels: torch.Tensor, num_classes: int = 4) -> ImageDataset:
-    images = torch.arange(labels.numel(), dtype=torch.int64).remainder(256).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
-    return ImageDataset(images.contiguous(), labels, [str(i) for i in range(num_classes)], origin="test")
+    """Every image distinct: its index written into the first pixels."""
+    count = labels.numel()
+    images = torch.zeros((count, 1, 4, 4), dtype=torch.uint8)
+    index = torch.arange(count)
+    images[:, 0, 0, 0] = (index % 256).to(torch.uint8)
+    images[:, 0, 0, 1] = (index // 256).to(torch.uint8)
+    return ImageDataset(images, labels, [str(i) for i in range(num_classes)], origin="test")
 
 
 def test_split_target_disjoint_and_covering():
@@ -115,7 +125,7 @@ def test_split_target_disjoint_and_covering():
     assert_partition(dict(splits.indices), len(dataset))
     assert splits.labels_per_class == 3
     assert torch.bincount(splits.labels("train"), minlength=4).tolist() == [3, 3, 3, 3]
-    assert splits.size("test") == sum(max(1, round(0.4 * c)) for c in [50, 30, 20, 7])
+    assert 0.25 * len(dataset) < splits.size("test") < 0.55 * len(dataset)
     assert torch.equal(splits.images("val"), dataset.images[splits.indices["val"]])
 
 
@@ -142,3 +152,113 @@ def test_split_target_empty_dataset_is_a_data_error():
     empty = ImageDataset(torch.zeros((0, 1, 2, 2), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), ["0"], "empty")
     with pytest.raises(DataError):
         split_target(empty, 0.1, 0.4, 3, 0, 0)
+
+
+# Content-keyed splits: a property test over random histories of additions, removals and relabellings.
+
+
+def split_of(dataset: ImageDataset, **options) -> dict[str, str]:
+    """content key -> split name (train and unlabeled are both the training pool)."""
+    splits = split_target(dataset, options.get("val", 0.1), options.get("test", 0.4), None, split_seed=options.get("seed", 0), budget_seed=0)
+    names = {}
+    for name in ("train", "val", "test"):
+        for key in dataset.keys_of(splits.indices[name]):
+            names[key] = name
+    return names
+
+
+def dataset_of(files: dict[int, int], num_classes: int) -> ImageDataset:
+    """files: image id -> label; image id ``i`` has pixels that spell ``i``."""
+    ids = sorted(files)
+    images = torch.zeros((len(ids), 1, 4, 4), dtype=torch.uint8)
+    for row, image_id in enumerate(ids):
+        images[row, 0, 0, :3] = torch.tensor([image_id % 256, (image_id // 256) % 256, image_id // 65536], dtype=torch.uint8)
+    labels = torch.tensor([files[image_id] for image_id in ids], dtype=torch.int64)
+    return ImageDataset(images, labels, [str(i) for i in range(num_classes)], origin="property")
+
+
+def test_adding_removing_relabelling_moves_no_other_file():
+    generator = torch.Generator().manual_seed(11)
+    num_classes, next_id = 5, 0
+    files: dict[int, int] = {}
+    for _ in range(400):
+        files[next_id] = int(torch.randint(num_classes, (1,), generator=generator))
+        next_id += 1
+    before = split_of(dataset_of(files, num_classes))
+    for step in range(40):
+        action = step % 3
+        changed = set()
+        if action == 0:  # add a handful of new files
+            for _ in range(int(torch.randint(1, 30, (1,), generator=generator))):
+                files[next_id] = int(torch.randint(num_classes, (1,), generator=generator))
+                changed.add(next_id)
+                next_id += 1
+        elif action == 1:  # remove a handful
+            ids = sorted(files)
+            for position in torch.randperm(len(ids), generator=generator)[: int(torch.randint(1, 30, (1,), generator=generator))]:
+                changed.add(ids[position])
+                del files[ids[position]]
+        else:  # relabel a few
+            ids = sorted(files)
+            for position in torch.randperm(len(ids), generator=generator)[:5]:
+                files[ids[position]] = (files[ids[position]] + 1) % num_classes
+                changed.add(ids[position])
+        dataset = dataset_of(files, num_classes)
+        after = split_of(dataset)
+        key_of = dict(zip(sorted(files), dataset.content_keys))
+        moved = [image_id for image_id, key in key_of.items() if image_id not in changed and key in before and before[key] != after[key]]
+        assert moved == [], f"step {step}: files {moved[:5]} changed split although they did not change"
+        before = after
+
+
+def test_fractions_hold_per_class_up_to_sampling_spread():
+    """Every class is split by the same fractions; counts follow them within 3.5 binomial standard deviations."""
+    generator = torch.Generator().manual_seed(5)
+    for trial in range(20):
+        num_classes = 3
+        sizes = torch.randint(40, 400, (num_classes,), generator=generator).tolist()
+        files, next_id = {}, trial * 100_000
+        for label, size in enumerate(sizes):
+            for _ in range(size):
+                files[next_id] = label
+                next_id += 1
+        dataset = dataset_of(files, num_classes)
+        splits = split_target(dataset, 0.1, 0.4, None, split_seed=trial, budget_seed=0)
+        for name, fraction in (("test", 0.4), ("val", 0.1)):
+            counts = torch.bincount(splits.labels(name), minlength=num_classes).tolist()
+            for size, count in zip(sizes, counts):
+                spread = (size * fraction * (1 - fraction)) ** 0.5
+                assert abs(count - fraction * size) <= 3.5 * spread + 1, (trial, name, size, count)
+
+
+def test_identical_pixels_share_a_split_and_the_salt_redraws():
+    files = {image_id: image_id % 4 for image_id in range(300)}
+    dataset = dataset_of(files, 4)
+    doubled = ImageDataset(
+        torch.cat([dataset.images, dataset.images]), torch.cat([dataset.labels, dataset.labels]), dataset.class_names, "doubled"
+    )
+    splits = split_target(doubled, 0.1, 0.4, None, 0, 0)
+    where = {}
+    for name in ("train", "val", "test"):
+        for key in doubled.keys_of(splits.indices[name]):
+            assert where.setdefault(key, name) == name, "two copies of one image in different splits"
+    assert split_of(dataset, seed=0) != split_of(dataset, seed=1)
+
+
+def test_predefined_splits_still_win():
+    files = {image_id: image_id % 2 for image_id in range(200)}
+    dataset = dataset_of(files, 2)
+    codes = torch.zeros(200, dtype=torch.int8)  # train
+    codes[:30] = 2  # test
+    dataset = ImageDataset(dataset.images, dataset.labels, dataset.class_names, "predefined", split_codes=codes)
+    splits = split_target(dataset, 0.1, 0.4, None, 0, 0)
+    assert torch.equal(splits.indices["test"], torch.arange(30))
+    assert splits.size("val") > 0 and not torch.isin(splits.indices["val"], torch.arange(30)).any()
+
+
+def test_small_classes_still_reach_every_split():
+    files = {image_id: 0 for image_id in range(300)} | {300 + image_id: 1 for image_id in range(5)}
+    dataset = dataset_of(files, 2)
+    splits = split_target(dataset, 0.1, 0.4, None, 0, 0)
+    for name in ("train", "val", "test"):
+        assert (splits.labels(name) == 1).any(), name
