@@ -38,6 +38,7 @@ QUICK = {
     "data": {"labels_per_class": 1},  # transfer clearly beats scratch, so the first run makes a champion
     "pretrain": {"epochs": 1, "max_images": 1000},
     "finetune": {"epoch_scale": 0.3, "patience": 10, "strategies": {"scratch": {}, "parameter": {}}},
+    "watch": {"settle_seconds": 0},  # the files were just written
 }
 
 
@@ -119,12 +120,13 @@ def main() -> None:
         from graft.registry.model_registry import list_versions
         from graft.watch import check_target
 
-        mlflow.set_tracking_uri(resolve_tracking_uri(configure_environment()))
+        uri = resolve_tracking_uri(configure_environment())
+        mlflow.set_tracking_uri(uri)
         versions_before = len(list_versions(MODEL))
-        check_target(target, MODEL)  # warm-up: imports, first registry query
+        check_target(target, MODEL, tracking_uri=uri)  # warm-up: imports, first registry query
         in_process = []
         for _ in range(args.repeats):
-            check = check_target(target, MODEL)
+            check = check_target(target, MODEL, tracking_uri=uri)
             if check.needs_training:  # unchanged, or already trained and not promoted: either way nothing runs
                 sys.exit(f"FAIL: a no-change check wants to train: {check.line()}")
             in_process.append(check.seconds)

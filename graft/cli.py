@@ -117,7 +117,7 @@ def run(
     if orchestration is not None and not orchestration.is_file():
         raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
-    from graft.reporting.summary import candidates_table
+    from graft.reporting.summary import candidates_table, comparison_line
     from graft.schedule import load_schedule
     from pipelines.runner import run_transfer
 
@@ -141,6 +141,7 @@ def run(
     verdict = "PROMOTED to champion" if promotion["promoted"] else "not promoted"
     typer.echo(f"Registered {promotion['model_name']} v{promotion['registered_version']} ({promotion['challenger']}): {verdict}.")
     typer.echo(f"Why: {promotion['reason']}")
+    typer.echo(comparison_line(promotion))
     before, after = promotion["champion_before"], promotion["champion_after"]
     if after is None:
         typer.echo(f"Champion: none yet ({promotion['model_name']} has no version that beat the baseline)")
@@ -289,6 +290,32 @@ def ui(
 
 
 @app.command()
+def history(
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """One row per registered version, oldest first: when, the target data's fingerprint, files added, removed and relabelled since the data of the version before, the version, its test accuracy and whether it became champion.
+
+    File counts come from the listings kept when a run starts (? when that data was listed on another machine, - for the first version; built-in data has no files). Test accuracies are each version's own test split of its data version.
+    """
+    from graft.config import load_watch_settings
+    from graft.history import HISTORY_HEADERS, HISTORY_TAGS, format_history, history_rows
+    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.registry.light_client import read_registry
+    from graft.reporting.summary import format_table
+
+    settings = load_watch_settings(config or _default_config_path())
+    name = model_name or settings.registry.model_name
+    uri = settings.tracking.tracking_uri or resolve_tracking_uri(configure_environment())
+    rows = history_rows(read_registry(uri, name, keys=HISTORY_TAGS))
+    if not rows:
+        typer.echo(f"{name}: no registered versions yet; run `graft run` or `graft watch`")
+        return
+    typer.echo(f"{name}:")
+    typer.echo(format_table(HISTORY_HEADERS, format_history(rows)))
+
+
+@app.command()
 def rollback(
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
     config: ConfigOption = None,
@@ -315,33 +342,28 @@ def watch(
 ) -> None:
     """Retrain when the target data changes: run the pipeline only if the data differs from the champion's.
 
-    Each check fingerprints the target (sha256 of file bytes, paths, labels and splits; nothing is decoded) and compares it with the champion's graft.target_fingerprint tag, then prints one line: unchanged (nothing is trained), changed from X to Y or no champion yet (the pipeline runs as `graft run` does; an unchanged source comes from the step cache), or already trained on this data and not promoted (nothing is trained).
+    Each check fingerprints the target (sha256 of file bytes, paths, labels and splits; nothing is decoded) and compares it with the champion's graft.target_fingerprint tag, then prints one line: unchanged (nothing is trained), changed from X to Y or no champion yet (the pipeline runs as `graft run` does; an unchanged source comes from the step cache), already trained on this data and not promoted (nothing is trained), or held back by the rule of the config's watch section that holds it: watch.settle_seconds (a file changed too recently: a copy may be in progress), watch.min_changed_files or watch.min_changed_fraction (too few files added, removed, relabelled or modified since the last trained data; changes accumulate).
 
     With --once it checks once and exits (for cron, see `graft schedule`); a failed run exits with its error's code. Without --once it checks every --interval seconds until Ctrl-C; a failed run prints its error line and watching goes on.
     """
+    from graft.config import load_watch_settings
+    from graft.watch import watch as watch_target
+
     layout = _writable_state()
     overrides: dict = {}
     if target is not None:
         overrides["data"] = {"target": target}
     if model_name is not None:
         overrides["registry"] = {"model_name": model_name}
-    cfg = _load(config, overrides)
+    config_path = config or _default_config_path()
+    settings = load_watch_settings(config_path, overrides)  # the rest of the file is validated when a run starts
 
-    import mlflow
-
-    from graft.data.sources import check_spec
-    from graft.paths import resolve_tracking_uri
-    from graft.watch import watch as watch_target
-
-    check_spec(cfg.data.target, "target")
-    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
-
-    def train(run_config):
+    def train(_settings):
         from pipelines.runner import run_transfer
 
-        return run_transfer(run_config)
+        return run_transfer(_load(config_path, overrides))
 
-    watch_target(cfg, train, layout.locks, interval, once, echo=typer.echo)
+    watch_target(settings, train, layout.locks, interval, once, echo=typer.echo)
 
 
 @app.command()

@@ -23,7 +23,7 @@ class DataConfig(StrictModel):
     source: str = "builtin:mnist"
     target: str = "builtin:digits"
     labels_per_class: int | None = Field(
-        10, ge=1, description="Labelled target images kept per class for training; null keeps all."
+        None, ge=1, description="Labelled target images kept per class for training; null (the default) keeps all."
     )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.4, gt=0, lt=1)
@@ -131,6 +131,12 @@ class PromotionConfig(StrictModel):
         "none", description="Also require a paired test on the test split to favour the challenger over the champion."
     )
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
+    min_test_images: int = Field(
+        100,
+        ge=1,
+        description="Fewest test images a decision may rest on, after leaving out those the champion or challenger "
+        "trained or selected on; fewer refuses the decision and keeps the champion.",
+    )
 
 
 class RegistryConfig(StrictModel):
@@ -194,6 +200,20 @@ class GateConfig(StrictModel):
         return value
 
 
+class WatchConfig(StrictModel):
+    """When `graft watch` retrains: a change must be complete (settled) and worth a run."""
+
+    settle_seconds: float = Field(
+        60.0, ge=0, description="A target with a file or folder changed more recently than this waits for a later check."
+    )
+    min_changed_files: int = Field(
+        1, ge=1, description="Files added, removed, relabelled or modified since the last trained data before a retrain."
+    )
+    min_changed_fraction: float = Field(
+        0.0, ge=0, le=1, description="The same, as a fraction of the last trained data's files; both minimums must be met."
+    )
+
+
 class DistributedConfig(StrictModel):
     pretrain: bool = Field(False, description="Run the pretrain step's training under torchrun with DDP.")
     finetune: bool = Field(False, description="Run each fine-tuning candidate under torchrun with DDP.")
@@ -230,6 +250,7 @@ class GraftConfig(StrictModel):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     compute: ComputeConfig = ComputeConfig()
+    watch: WatchConfig = WatchConfig()
 
     @model_validator(mode="after")
     def _baseline_is_run(self) -> "GraftConfig":
@@ -305,6 +326,29 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
     return content
+
+
+class WatchSettings(StrictModel):
+    """The sections a `graft watch` check reads; validated without the rest, whose checks import torch."""
+
+    data: DataConfig = DataConfig()
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    watch: WatchConfig = WatchConfig()
+
+
+WATCH_SECTIONS = tuple(WatchSettings.model_fields)
+
+
+def load_watch_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> WatchSettings:
+    """The watch's sections of the config, each validated as ``load_config`` validates it; the whole
+    file is validated by ``load_config`` when a check starts a run."""
+    raw = read_yaml(path) if path else {}
+    merged = deep_merge(raw, overrides or {})
+    try:
+        return WatchSettings.model_validate({name: merged[name] for name in WATCH_SECTIONS if name in merged})
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, str(path) if path else "defaults")) from None
 
 
 def load_config(

@@ -1,7 +1,10 @@
-"""The promotion decision, as a pure function of scores on one frozen test split.
+"""The promotion decision, as a pure function of scores on one comparison set.
 
-Two rules: a transferred model must beat the from-scratch baseline (no negative transfer), and
-it must beat the current champion by more than the configured margin; a tie keeps the champion.
+The comparison set is the run's test split less every image that the champion or the challenger
+trained or selected on (``graft.registry.comparison``); all scores are taken on it. Three rules: a
+decision needs at least ``min_test_images`` images, a transferred model must beat the from-scratch
+baseline (no negative transfer), and it must beat the current champion by more than the
+configured margin; a tie keeps the champion.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ class PromotionDecision:
     challenger: float
     baseline: float
     champion: float | None
+    compared_images: int = 0  # images the decision was made on
+    excluded_images: int = 0  # test images left out: the champion or the challenger trained or selected on them
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -33,11 +38,22 @@ def decide_promotion(
     baseline_name: str = "scratch",
     p_value: float | None = None,
     alpha: float = 0.05,
+    compared_images: int = 0,
+    excluded_images: int = 0,
+    min_test_images: int = 0,
 ) -> PromotionDecision:
-    """Whether ``challenger`` becomes champion; every score is ``metric`` on the same test split."""
+    """Whether ``challenger`` becomes champion; every score is ``metric`` on the same ``compared_images`` images."""
 
     def decision(promote: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(promote, reason, metric, challenger, baseline, champion)
+        return PromotionDecision(promote, reason, metric, challenger, baseline, champion, compared_images, excluded_images)
+
+    if compared_images < min_test_images:
+        left_out = f" ({excluded_images} test images left out: trained or selected on)" if excluded_images else ""
+        return decision(
+            False,
+            f"decision refused: only {compared_images} test images to compare on{left_out}, fewer than "
+            f"promotion.min_test_images={min_test_images}; champion kept",
+        )
 
     if challenger <= baseline:
         return decision(

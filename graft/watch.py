@@ -1,10 +1,18 @@
-"""Retrain when the target data changes: compare the data on disk with what the champion learnt from.
+"""Retrain when the target data changes: compare the data on disk with what was last trained on.
 
 Every registered version carries the fingerprint of its target data (``graft.target_fingerprint``,
 a sha256 over file bytes, paths, labels and splits). A check fingerprints the target again and
-trains only when the fingerprint differs from the champion's, or when there is no champion yet.
-Nothing is decoded for a check, and files whose stat is unchanged are not read again
-(``graft.data.digest_memo``), so an unchanged dataset costs a directory scan.
+trains only when the fingerprint differs from the champion's, or when there is no champion yet,
+and only when the change is complete and worth a run (``watch`` in the config):
+
+* ``settle_seconds``: a target with a file or folder changed more recently waits for a later
+  check, so a copy in progress never trains, and a burst of changes starts one run once it is over;
+* ``min_changed_files`` and ``min_changed_fraction``: the files added, removed, relabelled or
+  modified since the data the latest version was trained on; smaller changes accumulate.
+
+Nothing is decoded for a check, files whose stat is unchanged are not read again
+(``graft.data.digest_memo``), and the registry is read through ``graft.registry.light_client``:
+a check that finds nothing to do imports none of torch, ZenML, MLflow or Great Expectations.
 
 A changed target whose run registered a version that was *not* promoted is not retrained on the
 next check: the same data, config and seed would register the same rejected model again, once
@@ -18,20 +26,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from graft.config import GraftConfig
+from graft.config import GraftConfig, WatchConfig, WatchSettings
+from graft.data.listing import DataVersion, Listing, ListingChange, ListingStore, compare_listings, read_data_version
 from graft.errors import GraftError
 
 FINGERPRINT_TAG = "graft.target_fingerprint"
 SHORT = 12  # characters of a fingerprint shown in a line; enough to tell datasets apart by eye
 
 Echo = Callable[..., None]  # typer.echo's signature: (message, err=False)
-Train = Callable[[GraftConfig], Any]  # runs the pipeline, returns pipelines.runner.RunOutcome
+WatchedConfig = GraftConfig | WatchSettings  # a check reads data, registry, tracking and watch only
+Train = Callable[[WatchedConfig], Any]  # runs the pipeline, returns pipelines.runner.RunOutcome
 
 
 class Status(str, Enum):
@@ -39,6 +49,7 @@ class Status(str, Enum):
     CHANGED = "changed"
     NO_CHAMPION = "no champion"
     ALREADY_TRAINED = "already trained"
+    HELD = "held back"
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,11 @@ class RegistryState:
 
     champion: str | None
     fingerprints: dict[str, str]  # version -> target fingerprint tag (versions without the tag left out)
+
+    @property
+    def latest_trained(self) -> str | None:
+        """The fingerprint of the newest version's data: what the last run trained on."""
+        return self.fingerprints[max(self.fingerprints, key=int)] if self.fingerprints else None
 
 
 @dataclass(frozen=True)
@@ -59,31 +75,34 @@ class DataCheck:
     champion_fingerprint: str | None = None
     trained_version: str | None = None  # a non-champion version already trained on this fingerprint
     seconds: float = 0.0  # fingerprint and registry lookup, the cost of a check
+    change: ListingChange | None = None  # files changed since the latest version's data, when known
+    held_by: str = ""  # the watch rule that held a change back, and why
 
     @property
     def needs_training(self) -> bool:
         return self.status in (Status.CHANGED, Status.NO_CHAMPION)
 
+    def _found(self) -> str:
+        new = self.fingerprint[:SHORT]
+        changed = f" ({self.change.describe()})" if self.change is not None else ""
+        if self.champion is None:
+            return f"no champion for {self.model_name} yet (data {new}{changed})"
+        return f"changed from {(self.champion_fingerprint or 'untagged')[:SHORT]} (champion v{self.champion}) to {new}{changed}"
+
     def line(self) -> str:
         """One log line: when, which data, what was found and what happens next."""
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        new = self.fingerprint[:SHORT]
         if self.status is Status.UNCHANGED:
-            what = f"unchanged ({new}, champion v{self.champion} of {self.model_name}); nothing to train"
-        elif self.status is Status.NO_CHAMPION:
-            what = f"no champion for {self.model_name} yet (data {new}); training"
-        elif self.status is Status.CHANGED:
-            old = (self.champion_fingerprint or "untagged")[:SHORT]
-            what = f"changed from {old} (champion v{self.champion}) to {new}; retraining"
-        else:
-            if self.champion is None:
-                before = f"no champion for {self.model_name} (data {new})"
-            else:
-                before = f"changed from {(self.champion_fingerprint or 'untagged')[:SHORT]} (champion v{self.champion}) to {new}"
+            what = f"unchanged ({self.fingerprint[:SHORT]}, champion v{self.champion} of {self.model_name}); nothing to train"
+        elif self.status is Status.HELD:
+            what = f"{self._found()}; held back by {self.held_by}"
+        elif self.status is Status.ALREADY_TRAINED:
             what = (
-                f"{before}, but v{self.trained_version} was already trained on it and not promoted; "
+                f"{self._found()}, but v{self.trained_version} was already trained on it and not promoted; "
                 "nothing to train (`graft run` retrains anyway)"
             )
+        else:
+            what = f"{self._found()}; {'training' if self.champion is None else 'retraining'}"
         return f"{now} watch {self.target}: {what} [check {self.seconds:.2f} s]"
 
 
@@ -102,36 +121,73 @@ def compare(target: str, model_name: str, fingerprint: str, registry: RegistrySt
     return DataCheck(status=Status.CHANGED, champion=registry.champion, champion_fingerprint=recorded, **common)
 
 
-def registry_state(model_name: str) -> RegistryState:
-    """The champion and every version's target fingerprint, from the active MLflow registry."""
-    from graft.registry import model_registry
+def apply_policy(check: DataCheck, data: DataVersion, last_trained: Listing | None, policy: WatchConfig, now_ns: int) -> DataCheck:
+    """Hold a check that would train back when the change is still settling or too small to be worth a run.
 
-    return RegistryState(
-        champion=model_registry.champion_version(model_name),
-        fingerprints=model_registry.version_tag_values(model_name, FINGERPRINT_TAG),
-    )
+    ``last_trained`` is the listing of the latest version's data (None when unknown: the sizes
+    rules cannot be applied, and the change counts as worth a run).
+    """
+    change = compare_listings(last_trained, data.listing) if last_trained is not None and data.listing is not None else None
+    check = replace(check, change=change)
+    if not check.needs_training:
+        return check
+    quiet = (now_ns - data.newest_change_ns) / 1e9
+    if data.newest_change_ns and quiet < policy.settle_seconds:
+        return replace(
+            check, status=Status.HELD,
+            held_by=f"watch.settle_seconds={policy.settle_seconds:g}: the target changed {max(quiet, 0):.0f} s ago; waiting until it is quiet",
+        )
+    if check.champion is None or change is None:
+        return check
+    total = max(len(last_trained), 1)
+    if change.files < policy.min_changed_files:
+        rule = f"watch.min_changed_files={policy.min_changed_files}: {change.files} file(s) changed"
+    elif change.files / total < policy.min_changed_fraction:
+        rule = f"watch.min_changed_fraction={policy.min_changed_fraction:g}: {change.files} of {total} files ({change.files / total:.1%}) changed"
+    else:
+        return check
+    return replace(check, status=Status.HELD, held_by=f"{rule} since the last trained data; changes accumulate until they are worth a run")
+
+
+def registry_state(model_name: str, tracking_uri: str) -> RegistryState:
+    """The champion and every version's target fingerprint, through the lightest client for the store."""
+    from graft.registry.light_client import read_registry
+
+    snapshot = read_registry(tracking_uri, model_name, keys=[FINGERPRINT_TAG])
+    return RegistryState(champion=snapshot.aliases.get("champion"), fingerprints=snapshot.tag_values(FINGERPRINT_TAG))
 
 
 def check_target(
     target: str,
     model_name: str,
-    fingerprint: Callable[[str, str], str] | None = None,
-    registry: Callable[[str], RegistryState] = registry_state,
+    tracking_uri: str | None = None,
+    policy: WatchConfig | None = None,
+    read: Callable[[str], DataVersion] | None = None,
+    registry: Callable[[str], RegistryState] | None = None,
+    listings: ListingStore | None = None,
+    now_ns: Callable[[], int] = time.time_ns,
 ) -> DataCheck:
-    """Fingerprint ``target`` and compare it with the registry; trains nothing."""
-    if fingerprint is None:
-        from graft.data.sources import data_fingerprint
-        from graft.paths import state_layout
+    """Fingerprint ``target``, compare it with the registry and apply the watch ``policy``; trains nothing."""
+    from graft.paths import state_layout
 
-        memo = state_layout().data_cache / "digests"  # unchanged files are not read again
+    cache = state_layout().data_cache
+    listings = listings or ListingStore(cache / "listings")
+    if read is None:
 
-        def fingerprint(spec: str, role: str) -> str:
-            return data_fingerprint(spec, role, memo)
+        def read(spec: str) -> DataVersion:
+            return read_data_version(spec, "target", cache / "digests", listings)  # unchanged files are not read again
+
+    if registry is None:
+
+        def registry(name: str) -> RegistryState:
+            return registry_state(name, tracking_uri)
 
     started = time.perf_counter()
-    value = fingerprint(target, "target")
+    data = read(target)
     state = registry(model_name)
-    return compare(target, model_name, value, state, time.perf_counter() - started)
+    check = compare(target, model_name, data.fingerprint, state)
+    check = apply_policy(check, data, listings.load(state.latest_trained), policy or WatchConfig(), now_ns())
+    return replace(check, seconds=time.perf_counter() - started)
 
 
 def _echo(message: str, err: bool = False) -> None:
@@ -159,7 +215,7 @@ def watch_lock(lock_dir: Path, model_name: str) -> Iterator[bool]:
 
 
 def watch_once(
-    config: GraftConfig,
+    config: WatchedConfig,
     train: Train,
     lock_dir: Path,
     echo: Echo = _echo,
@@ -177,7 +233,11 @@ def watch_once(
         if not acquired:
             echo(f"watch {config.data.target}: another graft watch of {model_name} is running; skipping this check")
             return None
-        check = check_target(config.data.target, model_name, **check_options)
+        if "registry" not in check_options and "tracking_uri" not in check_options:
+            from graft.paths import resolve_tracking_uri
+
+            check_options["tracking_uri"] = config.tracking.tracking_uri or resolve_tracking_uri()
+        check = check_target(config.data.target, model_name, policy=config.watch, **check_options)
         echo(check.line())
         if check.needs_training and failed is not None and check.fingerprint in failed:
             echo(f"watch {config.data.target}: this data already failed ({failed[check.fingerprint]}); waiting for a change")
@@ -199,7 +259,7 @@ def watch_once(
 
 
 def watch(
-    config: GraftConfig,
+    config: WatchedConfig,
     train: Train,
     lock_dir: Path,
     interval: float,

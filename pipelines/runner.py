@@ -58,14 +58,16 @@ def run_transfer(
     from pipelines.stale_runs import claim, fail_stale_runs
     from pipelines.transfer_pipeline import transfer_pipeline
 
+    from graft.data.listing import ListingStore
     from graft.data.sources import data_fingerprint
 
     # Fingerprints before the pipeline: bad paths fail here in one line, and changed files behind
     # an unchanged path reach the step cache keys as a changed parameter.
     memo = layout.data_cache / "digests"
+    listings = ListingStore(layout.data_cache / "listings")  # what each data version holds, file by file (watch, history)
     fingerprints = {
         "source_fingerprint": data_fingerprint(config.data.source, "source", memo),
-        "target_fingerprint": data_fingerprint(config.data.target, "target", memo),
+        "target_fingerprint": data_fingerprint(config.data.target, "target", memo, listings),
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:

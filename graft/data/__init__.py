@@ -1,6 +1,4 @@
-"""Image data: built-in sources, framing into a common geometry, splits and fingerprints."""
+"""Image data: built-in sources, framing into a common geometry, splits, listings and fingerprints.
 
-from graft.data.dataset import ImageDataset, TargetSplits
-from graft.data.sources import load_dataset
-
-__all__ = ["ImageDataset", "TargetSplits", "load_dataset"]
+Nothing is imported here: ``graft watch`` reads listings (``graft.data.listing``) without torch.
+"""

@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from graft.data.ingest import file_digest
+from graft.data.listing import file_digest
 
 RECENT_SECONDS = 2.0
 MEMO_VERSION = 1
@@ -34,6 +34,7 @@ class DigestMemo:
         self.previous = self._load()
         self.current: dict[str, list] = {}
         self.reads = 0  # files whose bytes were read this time (for tests and benchmarks)
+        self.newest_change_ns = 0  # latest mtime or ctime among the files seen this time
 
     def _load(self) -> dict[str, list]:
         try:
@@ -48,6 +49,7 @@ class DigestMemo:
         """Size and sha256 of ``path``, from the memo when its stat is unchanged."""
         info = path.stat()  # before the read: a write during the read leaves a stamp that no longer matches
         stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+        self.newest_change_ns = max(self.newest_change_ns, info.st_mtime_ns, info.st_ctime_ns)
         key = str(path)
         known = self.previous.get(key)
         if known is not None and known[:4] == stamp:

@@ -1,7 +1,7 @@
 """Decode a catalog of image files once, in parallel, into a cached uint8 tensor.
 
-The cache lives under ``.graft/cache/decoded`` and is keyed by the data fingerprint (sha256 over
-every file's bytes, its path, label and split) and the working geometry, so a changed,
+The cache lives under ``.graft/cache/decoded`` and is keyed by the data fingerprint
+(``graft.data.listing``: sha256 over every file's bytes, its path, label and split) and the working geometry, so a changed,
 added or relabelled file misses the cache and an unchanged dataset is read back, not decoded.
 
 Every file gets a ``FileRecord`` whether or not it decodes: the target gate needs the files
@@ -10,7 +10,6 @@ that failed as much as the ones that worked.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import multiprocessing
 import os
@@ -24,12 +23,12 @@ from pathlib import Path
 import torch
 
 from graft.data.catalog import Catalog, CatalogEntry
-from graft.data.dataset import SPLIT_CODES
+from graft.data.dataset import SPLIT_CODES, pixel_key
 from graft.data.decoding import UndecodableImage, read_image
+from graft.data.listing import CHUNK_FILES, catalog_fingerprint, file_digest, worker_count  # noqa: F401 (re-exported)
 from graft.data.preprocessing import frame_images, match_channels
 
 DECODE_POLICY_VERSION = "1"  # bump when decoding or framing changes what a cached tensor holds
-CHUNK_FILES = 256
 MIN_FILES_FOR_PROCESSES = 1024  # below this, starting worker processes costs more than it saves
 
 
@@ -61,24 +60,11 @@ class FileRecord:
     error: str = ""
 
 
-def file_digest(path: Path) -> tuple[int, str]:
-    data = path.read_bytes()
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
 def pixel_statistics(image: torch.Tensor) -> tuple[str, float, float]:
     """sha256 of the decoded pixels (with their shape) and their mean and std in [0, 1]."""
-    digest = hashlib.sha256(str(tuple(image.shape)).encode())
-    digest.update(image.contiguous().numpy().tobytes())
     values = image.float().div_(255.0)
     std = float(values.std()) if values.numel() > 1 else 0.0
-    return digest.hexdigest(), float(values.mean()), std
-
-
-def worker_count(requested: int | None = None) -> int:
-    if requested:
-        return max(1, requested)
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return pixel_key(image), float(values.mean()), std
 
 
 def _map_chunks(function: Callable, items: list, workers: int, processes: bool = False) -> list:
@@ -98,20 +84,6 @@ def _map_chunks(function: Callable, items: list, workers: int, processes: bool =
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-decode") as pool:
             results = list(pool.map(function, chunks))
     return [item for chunk in results for item in chunk]
-
-
-def catalog_fingerprint(
-    catalog: Catalog, workers: int | None = None, digest: Callable[[Path], tuple[int, str]] = file_digest
-) -> tuple[str, list[tuple[int, str]]]:
-    """sha256 over (path, label, split, file sha256) of every entry, and each file's size and sha256.
-
-    ``digest`` gives one file's size and sha256 (``DigestMemo.digest`` skips unchanged files).
-    """
-    digests = _map_chunks(partial(_digest_chunk, digest=digest), catalog.entries, worker_count(workers))
-    overall = hashlib.sha256()
-    for entry, (_, sha) in sorted(zip(catalog.entries, digests), key=lambda pair: pair[0].relative):
-        overall.update(f"{entry.relative}\x1f{entry.label}\x1f{entry.split or ''}\x1f{sha}\n".encode())
-    return overall.hexdigest(), digests
 
 
 @dataclass
@@ -155,10 +127,6 @@ class DecodedData:
             records=records,
             from_cache=True,
         )
-
-
-def _digest_chunk(entries: list[CatalogEntry], digest: Callable[[Path], tuple[int, str]] = file_digest) -> list[tuple[int, str]]:
-    return [digest(entry.path) for entry in entries]
 
 
 def _decode_chunk(pairs: list[tuple[CatalogEntry, tuple[int, str]]], geometry: Geometry) -> list:

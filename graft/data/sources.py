@@ -13,12 +13,11 @@ import torch
 from graft.data.builtin import BUILTIN_DATASETS
 from graft.data.catalog import Catalog, read_catalog
 from graft.data.dataset import ImageDataset, content_fingerprint
-from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, catalog_fingerprint, decode_catalog, pixel_statistics
+from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, decode_catalog, pixel_statistics
+from graft.data.listing import BUILTIN_PREFIX, ListingStore, check_path_spec, read_data_version
 from graft.data.preprocessing import frame_images, match_channels
 from graft.errors import DataError
 
-BUILTIN_PREFIX = "builtin:"
-SPEC_HELP = "builtin:mnist, builtin:digits, an ImageFolder folder or a .csv/.parquet manifest"
 
 
 def _origin(spec: str, role: str) -> str:
@@ -27,16 +26,13 @@ def _origin(spec: str, role: str) -> str:
 
 def check_spec(spec: str, role: str) -> None:
     """Cheap check before a pipeline starts: the spec names something that exists."""
-    if not spec or not spec.strip():
-        raise DataError(f"--{role} is empty; give {SPEC_HELP}")
-    if spec.startswith(BUILTIN_PREFIX):
+    if spec and spec.startswith(BUILTIN_PREFIX):
         name = spec.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_DATASETS:
             known = ", ".join(BUILTIN_PREFIX + key for key in sorted(BUILTIN_DATASETS))
             raise DataError(f"{_origin(spec, role)}: unknown built-in dataset; choose one of {known}")
         return
-    if not Path(spec).expanduser().exists():
-        raise DataError(f"{_origin(spec, role)}: no such file or folder; give {SPEC_HELP}")
+    check_path_spec(spec, role)
 
 
 def read_spec_catalog(spec: str, role: str) -> Catalog:
@@ -52,26 +48,20 @@ def _builtin_arrays(spec: str, role: str) -> tuple[torch.Tensor, torch.Tensor, l
     return images, labels, class_names
 
 
-def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = None) -> str:
+def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = None, store: ListingStore | None = None) -> str:
     """sha256 of the data a spec names (file bytes or pixels, paths, labels, splits).
 
     It does not depend on the working geometry. The same value becomes
     ``ImageDataset.fingerprint`` and the registry's lineage tags, so a watcher can compare the
     data on disk with what the champion was trained on without decoding anything. With
     ``memo_dir``, files whose stat is unchanged since the last fingerprint are not read again
-    (``graft.data.digest_memo``); the value is the same either way.
+    (``graft.data.digest_memo``); the value is the same either way. With ``store``, the file
+    listing is kept under the fingerprint (``graft.data.listing``).
     """
     if spec and spec.startswith(BUILTIN_PREFIX):
         return content_fingerprint(*_builtin_arrays(spec, role))
-    catalog = read_spec_catalog(spec, role)
-    if memo_dir is None:
-        return catalog_fingerprint(catalog)[0]
-    from graft.data.digest_memo import DigestMemo
-
-    memo = DigestMemo(memo_dir, catalog.root)
-    fingerprint = catalog_fingerprint(catalog, digest=memo.digest)[0]
-    memo.save()
-    return fingerprint
+    check_spec(spec, role)
+    return read_data_version(spec, role, memo_dir, store).fingerprint
 
 
 def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:
@@ -116,6 +106,7 @@ def to_dataset(decoded: DecodedData, origin: str) -> ImageDataset:
         origin=origin,
         fingerprint=decoded.fingerprint,
         split_codes=decoded.split_codes,
+        content_keys=[record.pixel_sha256 for record in decoded.records if not record.error],
     )
 
 

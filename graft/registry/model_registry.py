@@ -245,6 +245,10 @@ def list_versions(model_name: str) -> list[VersionSummary]:
     return sorted(rows, key=lambda row: int(row.version))
 
 
+def version_tags(model_name: str, version: str) -> dict[str, str]:
+    return dict(_client().get_model_version(model_name, version).tags or {})
+
+
 def version_tag_values(model_name: str, key: str) -> dict[str, str]:
     """Version -> value of tag ``key`` for every version of ``model_name`` that has it."""
     values = {}

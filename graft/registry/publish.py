@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from graft.config import GraftConfig
 from graft.data.dataset import TargetSplits
+from graft.data.listing import ListingStore, compare_listings
 from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
 from graft.evaluation.significance import PAIRED_TESTS
 from graft.promotion import decide_promotion
 from graft.registry import model_registry
+from graft.registry.comparison import (
+    CONTENT_HASHES_TAG,
+    ContentHashes,
+    comparison_set,
+    log_content_hashes,
+    read_content_hashes,
+)
+from graft.history import TARGET_CHANGES_TAG
 from graft.registry.lineage import environment_tags
 from graft.registry.locking import promotion_lock
 from graft.training.loop import predict_logits
+from graft.watch import FINGERPRINT_TAG
 from graft.transfer import Candidate, CandidateSet
 
 
@@ -42,25 +52,33 @@ def select_challenger(candidates: CandidateSet, baseline: str) -> Candidate:
 
 
 @dataclass
-class ChampionScore:
+class Scored:
+    """One model on the comparison set: the metric, and per image whether it was right (for paired tests)."""
+
     value: float | None
-    correct: torch.Tensor | None  # per test image, for paired tests
+    correct: torch.Tensor | None
     unscorable: str = ""
 
 
-def champion_score(model_name: str, version: str, splits: TargetSplits, metric: str) -> ChampionScore:
-    """The champion re-scored on this run's test split, or the reason it cannot be."""
+def score_on(model, preprocessing, images: torch.Tensor, labels: torch.Tensor, num_classes: int, metric: str) -> Scored:
+    if images.shape[0] == 0:
+        return Scored(0.0, labels.new_zeros(0, dtype=torch.bool))
+    logits = predict_logits(model, images, preprocessing)
+    return Scored(classification_metrics(logits, labels, num_classes)[metric], logits.argmax(dim=1) == labels)
+
+
+def champion_score(model_name: str, version: str, splits: TargetSplits, images, labels, metric: str) -> Scored:
+    """The champion re-scored on this run's comparison set, or the reason it cannot be."""
     loaded = model_registry.load_registered(f"models:/{model_name}/{version}")
     if loaded.class_names != list(splits.dataset.class_names):
-        return ChampionScore(None, None, f"champion v{version} predicts other classes {loaded.class_names}")
-    logits = predict_logits(loaded.model, splits.images("test"), loaded.preprocessing)
-    value = classification_metrics(logits, splits.labels("test"), splits.dataset.num_classes)[metric]
-    return ChampionScore(value, correct_on_test(logits, splits))
+        return Scored(None, None, f"champion v{version} predicts other classes {loaded.class_names}")
+    return score_on(loaded.model, loaded.preprocessing, images, labels, splits.dataset.num_classes, metric)
 
 
-def correct_on_test(logits: torch.Tensor, splits: TargetSplits) -> torch.Tensor:
-    """Per test image: did the model get it right? The input of the paired tests."""
-    return logits.argmax(dim=1) == splits.labels("test")
+def champion_hashes(model_name: str, version: str | None) -> ContentHashes | None:
+    if version is None:
+        return None
+    return read_content_hashes(model_registry.version_tags(model_name, version).get(CONTENT_HASHES_TAG))
 
 
 def publish(
@@ -70,12 +88,12 @@ def publish(
     config: GraftConfig,
     lineage: Lineage,
     lock_dir: Path,
+    listings: ListingStore | None = None,
 ) -> dict:
     """Log models, register the challenger and decide on ``champion``; returns the decision record."""
     import mlflow
 
     model_name = config.registry.model_name
-    metric = config.promotion.metric
     baseline = config.promotion.baseline
     example_images = splits.images("val")[:4]
     model_uris: dict[str, str] = {}
@@ -87,40 +105,27 @@ def publish(
 
     challenger = select_challenger(candidates, baseline)
     scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
+    seen = ContentHashes.of(splits)
+    with model_registry.tracking_server_call(f"recording the images {model_name} learnt from"):
+        hashes_uri = log_content_hashes(seen, challenger.mlflow_run_id or mlflow.active_run().info.run_id)
     # Every call below reads or writes the registry: the champion, its artifacts, the version, the aliases.
     with promotion_lock(lock_dir, model_name), model_registry.tracking_server_call(f"deciding on and registering {model_name}"):
         registered = model_registry.version_of_pipeline_run(model_name, lineage.pipeline_run)
         if registered is not None:
             return republished(registered, challenger.strategy, model_uris)
         champion_before = model_registry.champion_version(model_name)
-        champion = ChampionScore(None, None)
-        if champion_before is not None:
-            champion = champion_score(model_name, champion_before, splits, metric)
-        p_value = None
-        if config.promotion.paired_test != "none" and champion.correct is not None:
-            bundle = challenger.bundle
-            challenger_logits = predict_logits(bundle.build_model(), splits.images("test"), bundle.preprocessing)
-            p_value = PAIRED_TESTS[config.promotion.paired_test](correct_on_test(challenger_logits, splits), champion.correct)
-        decision = decide_promotion(
-            metric=metric,
-            challenger=scores[challenger.strategy][metric],
-            baseline=scores[baseline][metric],
-            champion=champion.value,
-            min_improvement=config.promotion.min_improvement,
-            challenger_name=challenger.strategy,
-            baseline_name=baseline,
-            p_value=p_value,
-            alpha=config.promotion.alpha,
-        )
-        if champion.unscorable:
-            decision = replace(decision, promote=False, reason=f"{champion.unscorable}; use another registry.model_name")
+        changes = target_changes(model_name, lineage.target_fingerprint, listings)
+        decision = decide_on_comparison_set(candidates, challenger, splits, config, champion_before, seen)
         tags = {
             "graft.strategy": challenger.strategy,
             "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in scores[challenger.strategy].items()}),
             "graft.val_accuracy": f"{challenger.val_accuracy:.6f}",
             "graft.eval_set_hash": evaluation["eval_set_hash"],
+            CONTENT_HASHES_TAG: hashes_uri,
+            "graft.compared_images": str(decision.compared_images),
+            "graft.excluded_images": str(decision.excluded_images),
             "graft.source_fingerprint": lineage.source_fingerprint,
-            "graft.target_fingerprint": lineage.target_fingerprint,
+            FINGERPRINT_TAG: lineage.target_fingerprint,
             "graft.pipeline_run": lineage.pipeline_run,
             "graft.mlflow_run_id": challenger.mlflow_run_id,
             "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
@@ -128,6 +133,7 @@ def publish(
             "graft.promotion": "promoted" if decision.promote else "rejected",
             "graft.promotion_reason": decision.reason,
             "graft.promotion_decision": json.dumps({**decision.as_dict(), "champion_before": champion_before}),
+            **({TARGET_CHANGES_TAG: json.dumps(changes)} if changes is not None else {}),
         }
         version = model_registry.register(model_uris[challenger.strategy], model_name, tags)
         if decision.promote:
@@ -144,6 +150,68 @@ def publish(
         "champion_after": champion_after,
         "model_uris": model_uris,
     }
+
+
+def target_changes(model_name: str, fingerprint: str, listings: ListingStore | None) -> dict | None:
+    """Files added, removed, relabelled and modified since the data of the newest registered version
+    (``graft history``); None when either listing is unknown here (built-in data, another machine)."""
+    if listings is None:
+        return None
+    trained = model_registry.version_tag_values(model_name, FINGERPRINT_TAG)
+    if not trained:
+        return None
+    previous = trained[max(trained, key=int)]
+    before, after = listings.load(previous), listings.load(fingerprint)
+    if before is None or after is None:
+        return None
+    return {"since": previous, **asdict(compare_listings(before, after))}
+
+
+def decide_on_comparison_set(
+    candidates: CandidateSet,
+    challenger: Candidate,
+    splits: TargetSplits,
+    config: GraftConfig,
+    champion_before: str | None,
+    seen: ContentHashes,
+):
+    """Score challenger, baseline and champion on the test images none of them trained or selected on; decide."""
+    model_name, metric, baseline = config.registry.model_name, config.promotion.metric, config.promotion.baseline
+    champion_seen = champion_hashes(model_name, champion_before)
+    compared = comparison_set(splits, seen, champion_seen)
+    test = splits.indices["test"][compared.positions]
+    images, labels, num_classes = splits.dataset.images[test], splits.dataset.labels[test], splits.dataset.num_classes
+    bundles = {candidate.strategy: candidate.bundle for candidate in candidates.candidates}
+    scored = {
+        name: score_on(bundles[name].build_model(), bundles[name].preprocessing, images, labels, num_classes, metric)
+        for name in (challenger.strategy, baseline)
+    }
+    champion = Scored(None, None)
+    if champion_before is not None:
+        champion = champion_score(model_name, champion_before, splits, images, labels, metric)
+    p_value = None
+    if config.promotion.paired_test != "none" and champion.correct is not None and compared.size:
+        p_value = PAIRED_TESTS[config.promotion.paired_test](scored[challenger.strategy].correct, champion.correct)
+    decision = decide_promotion(
+        metric=metric,
+        challenger=scored[challenger.strategy].value,
+        baseline=scored[baseline].value,
+        champion=champion.value,
+        min_improvement=config.promotion.min_improvement,
+        challenger_name=challenger.strategy,
+        baseline_name=baseline,
+        p_value=p_value,
+        alpha=config.promotion.alpha,
+        compared_images=compared.size,
+        excluded_images=compared.excluded,
+        min_test_images=config.promotion.min_test_images,
+    )
+    if champion.unscorable:
+        return replace(decision, promote=False, reason=f"{champion.unscorable}; use another registry.model_name")
+    if champion_before is not None and champion_seen is None:
+        reason = f"{decision.reason} (champion v{champion_before} records no content hashes: none of its images could be left out)"
+        return replace(decision, reason=reason)
+    return decision
 
 
 def republished(registered, challenger: str, model_uris: dict[str, str]) -> dict:

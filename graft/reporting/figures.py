@@ -48,3 +48,20 @@ def confusion_matrix_figure(matrix: list[list[int]], class_names: list[str], tit
     axis.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def champion_history_figure(versions: list[str], accuracies: list[float | None], champion: list[float | None], promoted: list[bool]) -> Figure:
+    """Test accuracy of each registered version, and of the champion after each decision, across target versions."""
+    figure, axis = plt.subplots(figsize=(7, 3.2))
+    positions = list(range(len(versions)))
+    axis.step(positions, [float("nan") if value is None else value for value in champion], where="post", label="champion", color="tab:green")
+    axis.scatter(
+        positions, [float("nan") if value is None else value for value in accuracies],
+        c=["tab:green" if flag else "tab:grey" for flag in promoted], zorder=3, label="version trained (green: promoted)",
+    )
+    axis.set_xticks(positions, [f"v{version}" for version in versions])
+    axis.set_xlabel("registered version (one per target data version)")
+    axis.set_ylabel("test accuracy")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure

@@ -15,7 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from graft.reporting.figures import confusion_matrix_figure, training_curves
+from graft.reporting.figures import champion_history_figure, confusion_matrix_figure, training_curves
+from graft.reporting.summary import comparison_line
 from graft.validation.run import COPIED_FROM_KEY, COPY_ERROR_KEY, LOGGED_RUN_KEY
 
 STYLE = """
@@ -64,6 +65,23 @@ def _validation_artifacts_place(validation: dict) -> str:
     return here
 
 
+def _history_section(rows: list) -> str:
+    """Champion accuracy across target versions, and the table `graft history` prints."""
+    if not rows:
+        return ""
+    from graft.history import HISTORY_HEADERS, champion_accuracy_after, format_history
+
+    figure = champion_history_figure(
+        [row.version for row in rows], [row.accuracy for row in rows], champion_accuracy_after(rows), [row.promoted for row in rows]
+    )
+    table = _table(HISTORY_HEADERS, [[html.escape(cell) for cell in cells] for cells in format_history(rows)])
+    return (
+        "<h2>History across target versions</h2>"
+        f"<figure>{_image(figure, 'champion accuracy across target versions')}</figure>{table}"
+        "<p>Each version's test accuracy is on the test split of its own target version.</p>"
+    )
+
+
 def render_report(
     *,
     title: str,
@@ -73,8 +91,10 @@ def render_report(
     evaluation: dict,
     histories: dict[str, list[dict]],
     promotion: dict,
+    history: list | None = None,
 ) -> str:
-    """The report as one HTML string; every argument is a plain dict produced by the pipeline."""
+    """The report as one HTML string; every argument is a plain dict produced by the pipeline, but
+    ``history`` (``graft.history.HistoryRow`` per registered version)."""
     decision_class = "promoted" if promotion.get("promoted") else "rejected"
     verdict = "promoted to champion" if promotion.get("promoted") else "not promoted"
     candidate_rows = []
@@ -137,7 +157,9 @@ def render_report(
 ({html.escape(str(promotion.get('challenger', '')))}): <span class="{decision_class}">{verdict}</span>.</p>
 <h2>Promotion decision</h2>
 <p class="{decision_class}">{html.escape(promotion.get('reason', ''))}</p>
+<p>{html.escape(comparison_line(promotion))}</p>
 <p>Champion before: {_version(promotion.get('champion_before'))}; after: {_version(promotion.get('champion_after'))}.</p>
+{_history_section(history or [])}
 <h2>Candidates (target test split, {evaluation.get('test_images')} images)</h2>
 {_table(["candidate", "val acc", "test acc", "macro-F1", "balanced acc", "NLL", "ECE", "ECE after T-scaling", "vs scratch"], candidate_rows)}
 <p>The challenger is chosen on the validation split ({evaluation.get('val_images')} images); the test split only judges it.
@@ -164,6 +186,7 @@ def write_run_report(
     evaluation: dict,
     histories: dict[str, list[dict]],
     promotion: dict,
+    history: list | None = None,
 ) -> str:
     """Render the run's report, write it to ``path`` and return the HTML (for MLflow)."""
     report = render_report(
@@ -182,6 +205,7 @@ def write_run_report(
         evaluation=evaluation,
         histories=histories,
         promotion=promotion,
+        history=history,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report, encoding="utf-8")

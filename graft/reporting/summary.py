@@ -40,3 +40,17 @@ def candidates_table(evaluation: dict, promotion: dict) -> str:
     if source_only:
         rows.append(["source_only", "-", _percent(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}", "-", "reference: no target labels"])
     return format_table(["candidate", "val acc", "test acc", "test macro-F1", "vs scratch", "outcome"], rows)
+
+
+def comparison_line(promotion: dict) -> str:
+    """How many test images the decision was made on, and how many were left out and why."""
+    decision = promotion.get("decision") or {}
+    compared, excluded = decision.get("compared_images"), decision.get("excluded_images") or 0
+    if compared is None:
+        return "Decided on the whole test split (recorded before comparison sets were kept)."
+    left_out = (
+        f"{excluded} test images left out: the champion or the challenger trained or selected on them"
+        if excluded
+        else "no test image left out: neither the champion nor the challenger trained or selected on any"
+    )
+    return f"Decided on {compared} test images ({left_out})."

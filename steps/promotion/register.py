@@ -5,7 +5,10 @@ from zenml import get_step_context, step
 
 from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
+from graft.data.listing import ListingStore
+from graft.history import HISTORY_TAGS, history_rows
 from graft.paths import state_layout
+from graft.registry.light_client import read_registry
 from graft.registry.publish import Lineage, publish
 from graft.reporting.html_report import write_run_report
 from graft.transfer import CandidateSet
@@ -32,7 +35,8 @@ def register(
         pipeline_run=str(get_step_context().pipeline_run.id),
         parent_mlflow_run=active.info.run_id if active else "",
     )
-    record = publish(candidates, evaluation, target_splits, config, lineage, state_layout().locks)
+    layout = state_layout()
+    record = publish(candidates, evaluation, target_splits, config, lineage, layout.locks, ListingStore(layout.data_cache / "listings"))
     mlflow.set_tags({"graft.promoted": str(record["promoted"]).lower(), "graft.registered_version": record["registered_version"]})
     mlflow.log_dict(record, "promotion.json")
     run_name = get_step_context().pipeline_run.name
@@ -48,6 +52,7 @@ def register(
         evaluation=evaluation,
         histories={candidate.strategy: candidate.history for candidate in candidates.candidates},
         promotion=record,
+        history=history_rows(read_registry(mlflow.get_tracking_uri(), config.registry.model_name, keys=HISTORY_TAGS)),
     )
     mlflow.log_text(report, "report.html")
     return {**record, "report_path": str(path)}

@@ -56,7 +56,10 @@ def _champion_fingerprint() -> str:
 def test_watch_trains_on_new_data_only(tmp_path):
     target = tmp_path / "digits"
     _tree(target)
-    config = write_config(tmp_path / "watch.yaml", MODEL, STRATEGIES, data={"target": str(target), "labels_per_class": 1}, pretrain=PRETRAIN)
+    config = write_config(
+        tmp_path / "watch.yaml", MODEL, STRATEGIES, data={"target": str(target), "labels_per_class": 1}, pretrain=PRETRAIN,
+        watch={"settle_seconds": 0},  # the files were written a moment ago; tests/unit covers settling
+    )
     first_fingerprint = data_fingerprint(str(target))
 
     # 1. no champion yet: the pipeline runs and registers a champion tagged with the data's fingerprint
@@ -80,8 +83,11 @@ def test_watch_trains_on_new_data_only(tmp_path):
     save_image(changed, pixels)
     second_fingerprint = data_fingerprint(str(target))
     _, lines = _watch(config)
-    assert f"changed from {first_fingerprint[:12]} (champion v1) to {second_fingerprint[:12]}; retraining" in lines[0], lines
+    assert f"changed from {first_fingerprint[:12]} (champion v1) to {second_fingerprint[:12]} (1 modified); retraining" in lines[0], lines
     assert "registered e2e-watch v2" in lines[1], lines
+    history = graft_in_process("history", "--config", str(config))
+    assert history.returncode == 0 and "v2" in history.stdout.splitlines()[-1], history.stdout
+    assert history.stdout.splitlines()[-1].split()[3:6] == ["0", "0", "0"], history.stdout  # 1 modified: no file added, removed, relabelled
     third_run, statuses = _last_run_steps()
     assert third_run != first_run
     assert statuses["ingest_source"] == "cached" and statuses["pretrain"] == "cached", statuses

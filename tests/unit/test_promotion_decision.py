@@ -65,6 +65,8 @@ def test_as_dict():
         "challenger": 0.9,
         "baseline": 0.8,
         "champion": 0.85,
+        "compared_images": 0,
+        "excluded_images": 0,
     }
 
 
@@ -72,3 +74,19 @@ def test_decision_is_frozen():
     decision = decide(0.9, 0.8, None)
     with pytest.raises(AttributeError):
         decision.promote = False  # type: ignore[misc]
+
+
+def test_too_few_comparison_images_refuse_the_decision():
+    decision = decide_promotion(
+        metric="accuracy", challenger=0.99, baseline=0.5, champion=0.6,
+        compared_images=40, excluded_images=300, min_test_images=50,
+    )
+    assert not decision.promote
+    assert "refused" in decision.reason and "40 test images" in decision.reason
+    assert "300 test images left out" in decision.reason and "min_test_images=50" in decision.reason
+    assert (decision.compared_images, decision.excluded_images) == (40, 300)
+    enough = decide_promotion(
+        metric="accuracy", challenger=0.99, baseline=0.5, champion=0.6,
+        compared_images=50, excluded_images=300, min_test_images=50,
+    )
+    assert enough.promote and enough.as_dict()["compared_images"] == 50

@@ -23,6 +23,8 @@ from graft.schedule import (
     install_crontab_line,
     load_schedule,
 )
+from graft.config import WatchConfig
+from graft.data.listing import DataVersion
 from graft.watch import FINGERPRINT_TAG, RegistryState, Status, check_target, compare, watch, watch_once
 from tests.e2e.helpers import graft_in_process
 from tests.image_cases import image_folder, noise_pixels, save_image
@@ -97,20 +99,28 @@ def test_check_target_reads_files_and_the_registry(sqlite_registry, tmp_path):
     root = tmp_path / "target"
     image_folder(root, {"cat": 3, "dog": 3})
     name = "unit-watch-registry"
-    assert check_target(str(root), name).status is Status.NO_CHAMPION  # the model does not exist yet
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    now = WatchConfig(settle_seconds=0)
+
+    def check_target_(target, model_name):
+        return check_target(target, model_name, tracking_uri=uri, policy=now)
+
+    assert check_target_(str(root), name).status is Status.NO_CHAMPION  # the model does not exist yet
 
     first = _register(sqlite_registry, name, data_fingerprint(str(root)))
     sqlite_registry.set_registered_model_alias(name, "champion", first)
-    check = check_target(str(root), name)
+    check = check_target_(str(root), name)
     assert (check.status, check.champion) == (Status.UNCHANGED, first)
     assert check.seconds < 5
 
     save_image(root / "dog" / "0000.png", noise_pixels(999))  # same name, new content
-    changed = check_target(str(root), name)
+    changed = check_target_(str(root), name)
     assert changed.status is Status.CHANGED and changed.champion_fingerprint == check.fingerprint != changed.fingerprint
 
     rejected = _register(sqlite_registry, name, changed.fingerprint)  # trained on it, not promoted
-    again = check_target(str(root), name)
+    again = check_target_(str(root), name)
     assert (again.status, again.trained_version) == (Status.ALREADY_TRAINED, rejected)
 
 
@@ -189,7 +199,7 @@ def _config(target: str = "data/"):
 
 
 def _fixed(fingerprint: str, champion: str | None, tags: dict[str, str]):
-    return {"fingerprint": lambda spec, role: fingerprint, "registry": lambda name: RegistryState(champion, tags)}
+    return {"read": lambda spec: DataVersion(fingerprint, None), "registry": lambda name: RegistryState(champion, tags)}
 
 
 def test_watch_once_trains_nothing_on_unchanged_data(tmp_path):
@@ -397,3 +407,132 @@ def test_ctrl_c_stops_the_watch_loop_with_exit_130(tmp_path):
         result = graft_in_process("watch", "--target", str(tmp_path / "images"), "--interval", "5")
     assert result.returncode == 130 and "interrupted" in result.stderr and "Traceback" not in result.stderr
     assert "every 5 s; Ctrl-C stops" in result.stderr
+
+
+# --- the watch policy: settle, thresholds, relabelling, storms -------------------------------------
+
+
+def _policy_check(root: Path, listings, champion_fingerprint: str | None, policy: WatchConfig, now_ns=None):
+    """A check of ``root`` against a registry whose champion v1 was trained on ``champion_fingerprint``."""
+    import time as clock
+
+    tags = {"1": champion_fingerprint} if champion_fingerprint else {}
+    return check_target(
+        str(root), "unit-policy", policy=policy, listings=listings,
+        registry=lambda name: RegistryState("1" if champion_fingerprint else None, tags),
+        now_ns=now_ns or clock.time_ns,
+    )
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A folder of 20 images whose listing a run trained on (stored as a run's ingest stores it)."""
+    from graft.data.listing import ListingStore, read_data_version
+
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 10, "dog": 10})
+    listings = ListingStore(tmp_path / "listings")
+    fingerprint = read_data_version(str(root), "target", store=listings).fingerprint
+    return root, listings, fingerprint
+
+
+def test_settle_holds_a_change_until_the_target_is_quiet(trained):
+    import time as clock
+
+    root, listings, fingerprint = trained
+    save_image(root / "cat" / "new.png", noise_pixels(4242))
+    held = _policy_check(root, listings, fingerprint, WatchConfig(settle_seconds=60))
+    assert held.status is Status.HELD and not held.needs_training
+    assert "held back by watch.settle_seconds=60" in held.line() and "1 added" in held.line()
+    later = _policy_check(root, listings, fingerprint, WatchConfig(settle_seconds=60), now_ns=lambda: clock.time_ns() + 61 * 10**9)
+    assert later.status is Status.CHANGED and later.needs_training
+    no_champion = _policy_check(root, listings, None, WatchConfig(settle_seconds=60))
+    assert no_champion.status is Status.HELD, "a first run waits for a settled target too"
+
+
+def test_small_changes_accumulate_until_worth_a_run(trained):
+    root, listings, fingerprint = trained
+    policy = WatchConfig(settle_seconds=0, min_changed_files=3)
+    for index in range(2):
+        save_image(root / "dog" / f"extra{index}.png", noise_pixels(5000 + index))
+    held = _policy_check(root, listings, fingerprint, policy)
+    assert held.status is Status.HELD and held.change.added == 2
+    assert "watch.min_changed_files=3: 2 file(s) changed" in held.line()
+    (root / "cat" / sorted(os.listdir(root / "cat"))[0]).unlink()
+    enough = _policy_check(root, listings, fingerprint, policy)
+    assert enough.status is Status.CHANGED and (enough.change.added, enough.change.removed) == (2, 1)
+    fraction = _policy_check(root, listings, fingerprint, WatchConfig(settle_seconds=0, min_changed_fraction=0.25))
+    assert fraction.status is Status.HELD and "watch.min_changed_fraction=0.25: 3 of 20 files (15.0%)" in fraction.line()
+
+
+def test_a_relabelled_file_counts_as_a_change(trained):
+    root, listings, fingerprint = trained
+    moved = sorted((root / "cat").iterdir())[0]
+    moved.rename(root / "dog" / f"from-cat-{moved.name}")
+    check = _policy_check(root, listings, fingerprint, WatchConfig(settle_seconds=0))
+    assert check.status is Status.CHANGED and check.change.relabelled == 1 and check.change.files == 1
+    assert "1 relabelled" in check.line()
+    # Renamed within its class: the same image with the same label, nothing worth a run.
+    renamed = sorted((root / "cat").iterdir())[0]
+    renamed.rename(root / "cat" / f"renamed-{renamed.name}")
+    assert _policy_check(root, listings, fingerprint, WatchConfig(settle_seconds=0)).change.files == 1
+
+
+def test_a_storm_of_changes_starts_one_run(tmp_path):
+    """100 single-file changes within 60 s, a check every 5 s, settle 10 s: exactly one run, after the storm."""
+    second = 10**9
+    clock = {"now": 0}
+    data = {"version": 0, "changed_at": 0}
+    registry = {"champion": None, "tags": {}}
+
+    def read(spec):
+        return DataVersion(f"{data['version']:064x}", None, data["changed_at"])
+
+    def train(config):
+        version = str(len(registry["tags"]) + 1)
+        registry["tags"][version] = f"{data['version']:064x}"
+        registry["champion"] = version
+        return SimpleNamespace(run_name="r", seconds=1.0, promotion={"model_name": "m", "registered_version": version, "promoted": True})
+
+    runs = []
+    config = load_config(None, {"registry": {"model_name": "unit-storm"}, "watch": {"settle_seconds": 10}})
+    for tick in range(0, 120 * second, second // 10):  # 120 s in 0.1 s steps
+        clock["now"] = tick
+        if tick < 60 * second and tick % (6 * second // 10) == 0:  # a file every 0.6 s: 100 changes
+            data["version"] += 1
+            data["changed_at"] = tick + 1
+        if tick % (5 * second) == 0:
+            check = watch_once(
+                config, train, tmp_path, lambda *a, **k: None, read=read,
+                registry=lambda name: RegistryState(registry["champion"], dict(registry["tags"])), now_ns=lambda: clock["now"],
+            )
+            runs += [tick] if check.needs_training else []
+    assert data["version"] == 100
+    assert len(runs) == 1 and runs[0] >= 60 * second
+    assert registry["tags"] == {"1": f"{100:064x}"}
+
+
+def test_a_no_change_tick_imports_no_heavy_library(tmp_path, sqlite_registry):
+    """`graft watch --once` on unchanged data: no torch, ZenML, MLflow or GX in the process."""
+    import subprocess
+
+    import mlflow
+
+    from graft.data.sources import data_fingerprint
+
+    root = tmp_path / "target"
+    image_folder(root, {"cat": 3, "dog": 3})
+    name = "unit-watch-cheap-tick"
+    version = _register(sqlite_registry, name, data_fingerprint(str(root)))
+    sqlite_registry.set_registered_model_alias(name, "champion", version)
+    config = tmp_path / "watch.yaml"
+    config.write_text(f"tracking: {{tracking_uri: '{mlflow.get_tracking_uri()}'}}\nregistry: {{model_name: {name}}}\ndata: {{target: '{root}'}}\n")
+    probe = (
+        "import sys\nfrom graft import cli\nsys.argv = ['graft', 'watch', '--once', '--config', sys.argv[1]]\n"
+        "try:\n    cli.main()\nexcept SystemExit as leaving:\n    assert not leaving.code, leaving.code\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'zenml', 'mlflow', 'great_expectations', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "unchanged" in result.stdout and f"champion v{version}" in result.stdout
+    assert "HEAVY []" in result.stdout, result.stdout

@@ -1,0 +1,80 @@
+"""`graft history` on a registry with three versions, the light registry client, and the report's plot."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from graft.history import history_rows
+from graft.registry.light_client import read_registry
+from graft.reporting.html_report import render_report
+from tests.e2e.helpers import graft_in_process
+
+MODEL = "unit-history"
+DATA = ["1" * 64, "2" * 64, "3" * 64]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Three versions on three data versions: v1 champion, v2 not promoted, v3 champion."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('history') / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    client.create_registered_model(MODEL)
+    rows = [
+        (DATA[0], None, 0.91, "promoted"),
+        (DATA[1], {"since": DATA[0], "added": 150, "removed": 0, "relabelled": 2, "modified": 0}, 0.90, "rejected"),
+        (DATA[2], {"since": DATA[1], "added": 40, "removed": 10, "relabelled": 0, "modified": 1}, 0.93, "promoted"),
+    ]
+    for fingerprint, changes, accuracy, promotion in rows:
+        tags = {
+            "graft.target_fingerprint": fingerprint,
+            "graft.test_metrics": json.dumps({"accuracy": accuracy}),
+            "graft.promotion": promotion,
+            "graft.strategy": "adaptive",
+        }
+        if changes:
+            tags["graft.target_changes"] = json.dumps(changes)
+        version = client.create_model_version(MODEL, source="file:///nowhere", tags=tags).version
+        if promotion == "promoted":
+            client.set_registered_model_alias(MODEL, "champion", version)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+def test_the_light_client_reads_what_mlflow_reads(registry):
+    from graft.registry.light_client import _from_mlflow
+
+    light = read_registry(registry, MODEL)
+    assert light == _from_mlflow(registry, MODEL, None)
+    assert light.aliases == {"champion": "3"} and [record.version for record in light.versions] == ["1", "2", "3"]
+    assert read_registry(registry, "unit-never-registered").versions == []
+    assert read_registry(registry, MODEL, keys=["graft.promotion"]).versions[1].tags == {"graft.promotion": "rejected"}
+
+
+def test_history_prints_one_row_per_version(registry, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"tracking: {{tracking_uri: '{registry}'}}\nregistry: {{model_name: {MODEL}}}\n")
+    result = graft_in_process("history", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{MODEL}:" and "added" in lines[1] and "relabelled" in lines[1]
+    rows = [line.split() for line in lines[3:]]
+    assert len(rows) == 3
+    # date, time, data, added, removed, relabelled, version, accuracy, champion...
+    assert rows[0][2:9] == [DATA[0][:12], "-", "-", "-", "v1", "91.00%", "became"]
+    assert rows[1][2:9] == [DATA[1][:12], "150", "0", "2", "v2", "90.00%", "no"]
+    assert rows[2][2:8] == [DATA[2][:12], "40", "10", "0", "v3", "93.00%"] and lines[-1].endswith("became champion (champion now)")
+
+
+def test_the_report_plots_champion_accuracy_across_versions(registry):
+    rows = history_rows(read_registry(registry, MODEL))
+    page = render_report(
+        title="t", data={}, pretrain={}, validation={},
+        evaluation={"candidates": {}, "class_names": []}, histories={}, promotion={}, history=rows,
+    )
+    assert "History across target versions" in page and 'alt="champion accuracy across target versions"' in page
+    assert page.count("<tr>") >= 4 and "became champion (champion now)" in page
