@@ -47,14 +47,13 @@ def run_transfer(
     layout = check_writable(configure_environment())
     tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
 
-    from graft.registry.tracking import ensure_experiment
+    from pipelines.stack import prepare_stores
 
-    ensure_experiment(tracking_uri, config.tracking.experiment_name, layout.mlflow_artifacts)
+    prepare_stores(layout.locks, tracking_uri, config.tracking.experiment_name, layout.mlflow_artifacts, local=orchestration is None)
 
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
     from zenml.utils import source_utils
 
-    from pipelines.stack import ensure_local_stack
     from pipelines.stale_runs import claim, fail_stale_runs
     from pipelines.transfer_pipeline import transfer_pipeline
 
@@ -71,7 +70,6 @@ def run_transfer(
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
-        ensure_local_stack(tracking_uri)
         fail_stale_runs(layout.run_claims)
     else:
         from pipelines.kubeflow import apply_kubeflow_fixes

@@ -7,8 +7,9 @@ activates the stack. All of it lives in ZENML_CONFIG_PATH, under the state folde
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from graft.errors import ConfigError
+from graft.errors import ConfigError, StateError
 
 LOCAL_STACK = "graft-local"
 TRACKER = "graft-mlflow"
@@ -52,6 +53,32 @@ def ensure_credentials_secret(tracking_uri: str) -> None:
             secret = client.get_secret(CREDENTIALS_SECRET)
     if secret.secret_values != wanted:
         client.update_secret(CREDENTIALS_SECRET, add_or_update_values=wanted)
+
+
+STORE_SETUP_WAIT = 600.0  # seconds another process may take to create or migrate the stores
+
+
+def prepare_stores(lock_dir: Path, tracking_uri: str, experiment_name: str, artifact_root: Path, local: bool) -> None:
+    """Create (or migrate) MLflow's database and experiment, ZenML's store and, for ``local``, the
+    local stack, one process of this host at a time.
+
+    Two first runs on a fresh state folder would otherwise both migrate the same SQLite databases:
+    the loser fails inside MLflow's migration ("duplicate column name") or reads ZenML's half-made
+    store as one from a newer ZenML. Once the stores exist this takes well under a second.
+    """
+    from graft.registry.locking import exclusive_file_lock
+    from graft.registry.tracking import ensure_experiment
+
+    with exclusive_file_lock(lock_dir / "stores.lock", wait=STORE_SETUP_WAIT) as acquired:
+        if not acquired:
+            raise StateError(f"another graft process has been setting up the stores for over {STORE_SETUP_WAIT:.0f} s "
+                             f"(lock {lock_dir / 'stores.lock'}); run again when it finishes")
+        ensure_experiment(tracking_uri, experiment_name, artifact_root)
+        from zenml.client import Client
+
+        Client().zen_store  # creates or migrates ZenML's store now, under the lock
+        if local:
+            ensure_local_stack(tracking_uri)
 
 
 def ensure_local_stack(tracking_uri: str) -> None:

@@ -32,6 +32,29 @@ def lock_key(model_name: str) -> int:
 
 
 @contextmanager
+def exclusive_file_lock(path: Path, wait: float = 0.0) -> Iterator[bool]:
+    """An OS lock on ``path`` for this host: yields True once held, False when another process held
+    it for ``wait`` seconds (at once with the default 0). Released on exit, and by the OS when the
+    process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.2)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def file_lock(lock_dir: Path, model_name: str, timeout: float) -> Iterator[None]:
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"promote-{model_name}.lock", "w") as handle:
