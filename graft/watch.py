@@ -224,14 +224,19 @@ def watch_once(
 ) -> DataCheck | None:
     """One check; runs ``train(config)`` when the target changed or there is no champion.
 
-    Returns the check, or None when another watch of the same model holds the lock. A failing
+    Returns the check, or None when another watch of the same model, or a `graft run` of it, holds its lock. A failing
     run raises its ``GraftError`` after noting it in ``failed`` (fingerprint -> error), so a
     watch loop does not run the same bad data again on every check.
     """
+    from graft.registry.locking import run_lock
+
     model_name = config.registry.model_name
-    with watch_lock(lock_dir, model_name) as acquired:
+    with watch_lock(lock_dir, model_name) as acquired, run_lock(lock_dir, model_name, exclusive=True) as free:
         if not acquired:
             echo(f"watch {config.data.target}: another graft watch of {model_name} is running; skipping this check")
+            return None
+        if not free:
+            echo(f"watch {config.data.target}: a graft run of {model_name} is training; skipping this check")
             return None
         if "registry" not in check_options and "tracking_uri" not in check_options:
             from graft.paths import resolve_tracking_uri

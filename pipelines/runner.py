@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,7 +96,7 @@ def run_transfer(
     # A remote orchestrator's run outlives this process, so only local runs are claimed.
     claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name) if orchestration is None else nullcontext()
     try:
-        with claimed:
+        with hold_run_lock(layout.locks, config.registry.model_name, local=orchestration is None), claimed:
             run = transfer_pipeline.with_options(**options)(
                 source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
             )
@@ -110,6 +112,24 @@ def run_transfer(
         return None
     seconds = time.perf_counter() - started
     return collect_outcome(run, seconds, tracking_uri)
+
+
+@contextmanager
+def hold_run_lock(lock_dir: Path, model_name: str, local: bool) -> Iterator[None]:
+    """The shared run lock of ``model_name`` while a local pipeline runs (``graft watch`` skips its
+    checks meanwhile); if a watch is training the model, wait for it, saying so."""
+    from graft.registry.locking import run_lock
+
+    if not local:
+        yield
+        return
+    with run_lock(lock_dir, model_name, exclusive=False) as free:
+        if free:
+            yield
+            return
+    print(f"waiting: graft watch is training {model_name}; this run starts when it finishes", file=sys.stderr, flush=True)
+    with run_lock(lock_dir, model_name, exclusive=False, wait=None):
+        yield
 
 
 def scheduled_options(schedule: ScheduleConfig) -> dict:

@@ -54,6 +54,45 @@ def exclusive_file_lock(path: Path, wait: float = 0.0) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_EXCLUSIVE_RUN_LOCKS: set[str] = set()  # run locks this process holds exclusively (a watch, while its run trains)
+
+
+@contextmanager
+def run_lock(lock_dir: Path, model_name: str, exclusive: bool, wait: float | None = 0.0) -> Iterator[bool]:
+    """The run lock of ``model_name`` on this host: yields True once held, False after ``wait``
+    seconds (None: wait as long as it takes).
+
+    ``graft run`` holds it shared while its pipeline runs (runs may overlap; the promotion lock
+    orders their promotions); ``graft watch`` holds it exclusively for a check and the run it
+    starts, so a watch never trains while a run of the same model is training, nor the reverse.
+    The run a watch starts in its own process finds the lock already held and goes on.
+    """
+    path = lock_dir / f"run-{model_name}.lock"
+    if str(path) in _EXCLUSIVE_RUN_LOCKS:
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.5)
+        if exclusive:
+            _EXCLUSIVE_RUN_LOCKS.add(str(path))
+        try:
+            yield True
+        finally:
+            _EXCLUSIVE_RUN_LOCKS.discard(str(path))
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def file_lock(lock_dir: Path, model_name: str, timeout: float) -> Iterator[None]:
     lock_dir.mkdir(parents=True, exist_ok=True)

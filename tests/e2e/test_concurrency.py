@@ -38,3 +38,44 @@ def test_first_runs_on_a_fresh_state_folder_race_safely(round_, tmp_path):
         errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and str(empty) in errors[0], stderr[-3000:]
     assert (home / "mlflow.db").is_file() and (home / "zenml").is_dir()
+
+
+def _lock_is_held(path: Path) -> bool:
+    import fcntl
+
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_watch_skips_while_graft_run_trains_the_same_model(tmp_path):
+    """`graft run` holds the model's run lock while its pipeline runs; `graft watch --once` then trains nothing."""
+    import time
+
+    from graft.paths import state_layout
+
+    model = "e2e-run-vs-watch"
+    # a run that pretrains and then stops at the gate: it holds the lock for a while and registers nothing
+    config = write_config(tmp_path / "c.yaml", model, gate={"min_images_per_class": {"train": 1, "val": 2, "test": 500}})
+    home = state_layout().root
+    lock = state_layout().locks / f"run-{model}.lock"
+    run = _start(home, "run", "--config", str(config))
+    try:
+        deadline = time.monotonic() + 300
+        while not _lock_is_held(lock):
+            assert run.poll() is None, run.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "graft run never took the run lock"
+            time.sleep(0.5)
+        watch = _start(home, "watch", "--once", "--config", str(config))
+        stdout, stderr = watch.communicate(timeout=300)
+        assert watch.returncode == 0, stderr[-3000:]
+        assert f"a graft run of {model} is training; skipping this check" in stdout, stdout + stderr[-2000:]
+    finally:
+        run.communicate(timeout=600)
+    assert run.returncode == 3  # the gate stopped it, as planned

@@ -245,6 +245,28 @@ def test_a_second_watch_of_the_same_model_skips_while_the_first_holds_the_lock(t
     assert train.calls == [] and "skipping this check" in lines[0]
 
 
+def test_watch_skips_while_a_graft_run_of_the_model_holds_the_run_lock(tmp_path):
+    from graft.registry.locking import run_lock
+
+    train, lines = FakeTrain(), []
+    echo = lambda line, err=False: lines.append(line)  # noqa: E731
+    with run_lock(tmp_path, "unit-watch", exclusive=False) as running:  # what `graft run` holds while training
+        assert running
+        assert watch_once(_config(), train, tmp_path, echo, **_fixed(NEW, None, {})) is None
+    assert train.calls == [] and "a graft run of unit-watch is training; skipping" in lines[0]
+
+    def train_like_graft_run(config):  # the run a watch starts takes the run lock too, in the watch's process
+        with run_lock(tmp_path, "unit-watch", exclusive=False) as held:
+            assert held
+            with run_lock(tmp_path, "unit-watch", exclusive=False, wait=0) as other:
+                assert other  # re-entrant only while the watch holds it
+        return FakeTrain()(config)
+
+    assert watch_once(_config(), train_like_graft_run, tmp_path, echo, **_fixed(NEW, None, {})).needs_training
+    with run_lock(tmp_path, "unit-watch", exclusive=False) as run_again:
+        assert run_again  # the watch let go of it
+
+
 def test_watch_cli_on_a_missing_target_is_one_error_line(tmp_path):
     result = graft_in_process("watch", "--once", "--target", str(tmp_path / "absent"))
     assert result.returncode == DataError.exit_code
