@@ -319,17 +319,30 @@ def history(
 def rollback(
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
     config: ConfigOption = None,
+    release: Annotated[
+        bool, typer.Option("--release", help="Lift the hold of the last rollback instead (aliases stay as they are).")
+    ] = False,
 ) -> None:
-    """Point `champion` back at `previous_champion` (and keep the replaced one as previous_champion)."""
+    """Point `champion` back at `previous_champion` (and keep the replaced one as previous_champion).
+
+    The rollback sticks: a later run on the same data, config and code as the rolled-back version trains the same model again, and it is registered but not promoted ("held back"). A change of data, config or code, or `graft rollback --release`, lifts the hold.
+    """
     from graft.paths import state_layout
     from graft.registry.locking import promotion_lock
+    from graft.registry.model_registry import release_rollback
     from graft.registry.model_registry import rollback as rollback_alias
 
     _writable_state()
     name = _registry_model_name(config, model_name)
     with promotion_lock(state_layout().locks, name):
+        if release:
+            held = release_rollback(name)
+            typer.echo(f"{name}: hold on v{held}'s data, config and code lifted; a run like it may be promoted again"
+                       if held else f"{name}: no rollback hold to lift")
+            return
         old, new = rollback_alias(name)
-    typer.echo(f"{name}: champion v{old} -> v{new}; v{old} is now previous_champion")
+    typer.echo(f"{name}: champion v{old} -> v{new}; v{old} is now previous_champion, and a run on its data, config and code "
+               "is held back until one of them changes (`graft rollback --release` lifts it)")
 
 
 @app.command()

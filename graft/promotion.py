@@ -9,7 +9,7 @@ configured margin; a tie keeps the champion.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -82,4 +82,18 @@ def decide_promotion(
         False,
         f"{challenger_name} {metric} {challenger:.4f} does not beat champion {champion:.4f} by more than "
         f"{min_improvement:.4f}; champion kept",
+    )
+
+
+def hold_back(decision: PromotionDecision, rolled_back: str | None) -> PromotionDecision:
+    """A promotion refused because ``rolled_back``, a version trained on the same data, config and code
+    as this challenger, was rolled back: the rollback sticks until one of them changes or the user
+    lifts it (``graft rollback --release``). Any other decision passes unchanged."""
+    if not decision.promote or rolled_back is None:
+        return decision
+    return replace(
+        decision,
+        promote=False,
+        reason=f"held back: {decision.reason}, but v{rolled_back} was trained on the same data, config and code and "
+        "rolled back; change one of them, or lift the hold with `graft rollback --release`",
     )

@@ -72,7 +72,7 @@ def run_transfer(
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
-        fail_stale_runs(layout.run_claims)
+        fail_stale_runs(layout.run_claims, layout.locks)
     else:
         from pipelines.kubeflow import apply_kubeflow_fixes
 
@@ -94,7 +94,7 @@ def run_transfer(
     quiet_expected_failures()
     _ExpectedFailureFilter.device_faults.clear()
     # A remote orchestrator's run outlives this process, so only local runs are claimed.
-    claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name) if orchestration is None else nullcontext()
+    claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name, config.registry.model_name) if orchestration is None else nullcontext()
     try:
         with hold_run_lock(layout.locks, config.registry.model_name, local=orchestration is None), claimed:
             run = transfer_pipeline.with_options(**options)(

@@ -20,11 +20,11 @@ UNFINISHED = ("initializing", "provisioning", "queued", "running", "retrying")
 
 
 @contextmanager
-def claim(claims: Path, run_name: str, experiment_name: str) -> Iterator[None]:
-    """Record that this process runs ``run_name`` until it returns or raises."""
+def claim(claims: Path, run_name: str, experiment_name: str, model_name: str = "") -> Iterator[None]:
+    """Record that this process runs ``run_name`` (registering ``model_name``) until it returns or raises."""
     claims.mkdir(parents=True, exist_ok=True)
     path = claims / f"{run_name}.json"
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "experiment": experiment_name}
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "experiment": experiment_name, "model": model_name}
     path.write_text(json.dumps(owner))
     try:
         yield
@@ -42,8 +42,9 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def fail_stale_runs(claims: Path) -> list[str]:
-    """Mark the dead runs of this host failed in ZenML and killed in MLflow; returns their names."""
+def fail_stale_runs(claims: Path, lock_dir: Path | None = None) -> list[str]:
+    """Mark the dead runs of this host failed in ZenML and killed in MLflow, and reconcile a version one
+    registered without moving ``champion`` (``graft.registry.orphans``); returns their names."""
     failed = []
     for path in sorted(claims.glob("*.json")) if claims.is_dir() else []:
         try:
@@ -53,15 +54,23 @@ def fail_stale_runs(claims: Path) -> list[str]:
         if owner.get("host") != socket.gethostname() or process_alive(int(owner["pid"])):
             continue
         run_name = path.stem
-        fail_zenml_run(run_name, f"process {owner['pid']} on {owner['host']} ended without reporting")
+        run_id = fail_zenml_run(run_name, f"process {owner['pid']} on {owner['host']} ended without reporting")
         kill_mlflow_runs(run_name, owner["experiment"])
+        print(f"warning: pipeline run {run_name} was left running by a process that is gone; marked failed", file=sys.stderr)
+        if run_id and owner.get("model") and lock_dir is not None:
+            from graft.registry.orphans import reconcile_orphan
+
+            line = reconcile_orphan(owner["model"], run_id, run_name, lock_dir)
+            if line:
+                print(f"warning: {line}", file=sys.stderr)
         path.unlink(missing_ok=True)
         failed.append(run_name)
-        print(f"warning: pipeline run {run_name} was left running by a process that is gone; marked failed", file=sys.stderr)
     return failed
 
 
-def fail_zenml_run(run_name: str, reason: str) -> None:
+def fail_zenml_run(run_name: str, reason: str) -> str | None:
+    """Fail the run and its unfinished steps; returns the run's id (what registered versions are tagged
+    with), or None when ZenML never created it."""
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
     from zenml.orchestrators import publish_utils
@@ -70,12 +79,13 @@ def fail_zenml_run(run_name: str, reason: str) -> None:
     try:
         run = Client().get_pipeline_run(run_name)
     except KeyError:
-        return  # killed before ZenML created the run
+        return None  # killed before ZenML created the run
     for step in run.steps.values():
         if str(step.status.value) in UNFINISHED:
             publish_utils.publish_failed_step_run(step.id)
     if str(Client().get_pipeline_run(run.id).status.value) in UNFINISHED:
         publish_utils.publish_pipeline_run_status_update(run.id, ExecutionStatus.FAILED, status_reason=reason, end_time=utc_now())
+    return str(run.id)
 
 
 def kill_mlflow_runs(run_name: str, experiment_name: str) -> None:

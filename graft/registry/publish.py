@@ -15,7 +15,7 @@ from graft.data.listing import ListingStore, compare_listings
 from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
 from graft.evaluation.significance import PAIRED_TESTS
-from graft.promotion import decide_promotion
+from graft.promotion import decide_promotion, hold_back
 from graft.registry import model_registry
 from graft.registry.comparison import (
     CONTENT_HASHES_TAG,
@@ -116,6 +116,9 @@ def publish(
         champion_before = model_registry.champion_version(model_name)
         changes = target_changes(model_name, lineage.target_fingerprint, listings)
         decision = decide_on_comparison_set(candidates, challenger, splits, config, champion_before, seen)
+        environment = environment_tags(config)
+        lineage_tags = {"graft.source_fingerprint": lineage.source_fingerprint, FINGERPRINT_TAG: lineage.target_fingerprint, **environment}
+        decision = hold_back(decision, model_registry.held_back_by(model_name, model_registry.lineage_key(lineage_tags)))
         tags = {
             "graft.strategy": challenger.strategy,
             "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in scores[challenger.strategy].items()}),
@@ -129,7 +132,7 @@ def publish(
             "graft.pipeline_run": lineage.pipeline_run,
             "graft.mlflow_run_id": challenger.mlflow_run_id,
             "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
-            **environment_tags(config),
+            **environment,
             "graft.promotion": "promoted" if decision.promote else "rejected",
             "graft.promotion_reason": decision.reason,
             "graft.promotion_decision": json.dumps({**decision.as_dict(), "champion_before": champion_before}),

@@ -72,6 +72,21 @@ def test_promotion_keeps_previous_and_rollback_swaps(versions):
     assert f"v{v1}" in listing.stdout and "champion" in listing.stdout
 
 
+def test_a_rollback_holds_back_the_rolled_back_lineage_until_released(versions):
+    """After the rollback above, v2's data, config and code are held back; `graft rollback --release` lifts it."""
+    (v1, _), (v2, _), _ = versions
+    same = model_registry.lineage_key(mlflow.MlflowClient().get_model_version(MODEL, v2).tags)
+    other = model_registry.lineage_key({"graft.target_fingerprint": "changed data"})
+    assert model_registry.held_back_by(MODEL, same) == v2
+    assert model_registry.held_back_by(MODEL, other) is None
+    released = graft_in_process("rollback", "--release", "--model-name", MODEL)
+    assert released.returncode == 0 and f"hold on v{v2}" in released.stdout, released.stderr
+    assert model_registry.held_back_by(MODEL, same) is None
+    assert model_registry.aliases(MODEL) == {"champion": v1, "previous_champion": v2}  # aliases untouched
+    again = graft_in_process("rollback", "--release", "--model-name", MODEL)
+    assert again.returncode == 0 and "no rollback hold" in again.stdout
+
+
 def test_champion_moved_concurrently_is_refused(versions):
     _, _, (v3, _) = versions
     current = model_registry.champion_version(MODEL)

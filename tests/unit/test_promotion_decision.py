@@ -90,3 +90,15 @@ def test_too_few_comparison_images_refuse_the_decision():
         compared_images=50, excluded_images=300, min_test_images=50,
     )
     assert enough.promote and enough.as_dict()["compared_images"] == 50
+
+
+def test_a_rolled_back_lineage_is_held_back_with_the_reason():
+    from graft.promotion import hold_back
+
+    promoted = decide_promotion(metric="accuracy", challenger=0.9, baseline=0.8, champion=0.85)
+    held = hold_back(promoted, "3")
+    assert promoted.promote and not held.promote
+    assert held.reason.startswith("held back: ") and "v3" in held.reason and "graft rollback --release" in held.reason
+    assert hold_back(promoted, None) == promoted  # nothing rolled back: the decision stands
+    rejected = decide_promotion(metric="accuracy", challenger=0.7, baseline=0.8, champion=0.85)
+    assert hold_back(rejected, "3") == rejected  # a rejection keeps its own reason

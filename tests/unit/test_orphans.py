@@ -1,0 +1,65 @@
+"""A version registered by a run killed before it moved ``champion`` is adopted or abandoned, never left "promoted"."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from graft.registry import model_registry
+from graft.registry.orphans import reconcile_orphan
+from graft.registry.tracking import ensure_experiment
+
+MODEL = "unit-orphans"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    previous = mlflow.get_tracking_uri()
+    ensure_experiment(f"sqlite:///{root}/mlflow.db", "unit-orphans", root / "artifacts")
+    mlflow.set_experiment("unit-orphans")
+    with mlflow.start_run() as run:
+        mlflow.log_text("stand-in", "model/MLmodel")
+    yield f"runs:/{run.info.run_id}/model"
+    mlflow.set_tracking_uri(previous)
+
+
+def register(source: str, pipeline_run: str, promote: bool, champion_before: str | None) -> str:
+    """What publish writes in its one registry transaction, before it moves the alias."""
+    decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
+    tags = {
+        model_registry.PIPELINE_RUN_TAG: pipeline_run,
+        "graft.promotion": "promoted" if promote else "rejected",
+        "graft.promotion_decision": json.dumps({**decision, "champion_before": champion_before}),
+    }
+    return model_registry.register(source, MODEL, tags)
+
+
+def promotion_tag(version: str) -> str:
+    return mlflow.MlflowClient().get_model_version(MODEL, version).tags["graft.promotion"]
+
+
+def test_orphans_are_adopted_while_the_decision_stands_and_abandoned_once_it_does_not(store, tmp_path):
+    first = register(store, "run-1", promote=True, champion_before=None)  # killed before the first alias move
+    line = reconcile_orphan(MODEL, "run-1", "graft-killed-1", tmp_path)
+    assert "is now champion" in line and model_registry.champion_version(MODEL) == first
+    assert reconcile_orphan(MODEL, "run-1", "graft-killed-1", tmp_path) is None  # reconciled once
+
+    orphan = register(store, "run-2", promote=True, champion_before=first)  # killed; then another run promoted
+    later = register(store, "run-3", promote=True, champion_before=first)
+    model_registry.move_champion(MODEL, later, first)
+    line = reconcile_orphan(MODEL, "run-2", "graft-killed-2", tmp_path)
+    assert f"v{orphan} marked abandoned" in line and "never champion" in line
+    assert model_registry.champion_version(MODEL) == later and promotion_tag(orphan) == "abandoned"
+    shown = {row.version: row.decision for row in model_registry.list_versions(MODEL)}
+    assert shown[orphan] == "abandoned"
+
+
+def test_rejected_versions_and_unknown_runs_are_left_alone(store, tmp_path):
+    champion = model_registry.champion_version(MODEL)
+    rejected = register(store, "run-4", promote=False, champion_before=champion)
+    assert reconcile_orphan(MODEL, "run-4", "graft-killed-4", tmp_path) is None
+    assert reconcile_orphan(MODEL, "run-unknown", "graft-gone", tmp_path) is None
+    assert promotion_tag(rejected) == "rejected" and model_registry.champion_version(MODEL) == champion
