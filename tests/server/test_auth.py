@@ -54,3 +54,15 @@ def test_a_user_without_grants_can_neither_read_nor_move_the_champion(first_run,
             client.delete_registered_model_alias(first_run.model_name, "champion")
     with tracking_server.as_user("admin", tracking_server.admin_password):
         assert tracking_server.client().get_registered_model(first_run.model_name).aliases["champion"] == champion
+
+
+def test_the_watch_reads_the_registry_through_rest_as_mlflow_does(first_run, tracking_server):
+    """`graft watch` reads aliases and tags through the REST API with urllib: the same as MLflow's client."""
+    from graft.registry.light_client import _from_mlflow, read_registry
+
+    assert first_run.result.returncode == 0, first_run.result.stderr[-2000:]
+    with tracking_server.as_user(PIPELINE_USER, tracking_server.pipeline_password):
+        light = read_registry(tracking_server.url, first_run.model_name)
+        assert light == _from_mlflow(tracking_server.url, first_run.model_name, None)
+        assert "champion" in light.aliases and light.versions
+        assert read_registry(tracking_server.url, "graft-never-registered").versions == []

@@ -78,3 +78,55 @@ def test_the_report_plots_champion_accuracy_across_versions(registry):
     )
     assert "History across target versions" in page and 'alt="champion accuracy across target versions"' in page
     assert page.count("<tr>") >= 4 and "became champion (champion now)" in page
+
+
+def test_the_rest_client_pages_sends_credentials_and_reads_a_missing_model_as_empty(monkeypatch):
+    """Against a stand-in server that answers as MLflow's REST API does."""
+    import http.server
+    import threading
+    from urllib.parse import parse_qs, urlparse
+
+    seen_auth = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = {key: values[0] for key, values in parse_qs(url.query).items()}
+            seen_auth.append(self.headers.get("Authorization"))
+            if url.path.endswith("registered-models/get"):
+                if query["name"] != MODEL:
+                    return self.answer(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such model"})
+                return self.answer(200, {"registered_model": {"name": MODEL, "aliases": [{"alias": "champion", "version": "2"}]}})
+            page = int(query.get("page_token", "0"))
+            versions = [{"name": MODEL, "version": str(page + 1), "creation_timestamp": "1000",
+                         "tags": [{"key": "graft.target_fingerprint", "value": DATA[page]}, {"key": "other", "value": "x"}]}]
+            return self.answer(200, {"model_versions": versions, **({"next_page_token": "1"} if page == 0 else {})})
+
+        def answer(self, status, payload):
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "watcher")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        snapshot = read_registry(url, MODEL, keys=["graft.target_fingerprint"])
+        assert snapshot.aliases == {"champion": "2"}
+        assert snapshot.tag_values("graft.target_fingerprint") == {"1": DATA[0], "2": DATA[1]}  # both pages, other tags dropped
+        assert read_registry(url, "unit-never-registered").versions == []
+        assert set(seen_auth) == {"Basic d2F0Y2hlcjpzZWNyZXQ="}
+    finally:
+        server.shutdown()
+    from graft.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="not reachable"):
+        read_registry(url, MODEL)
