@@ -6,11 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graft-installed
 
-.PHONY: setup browser run test test-unit bench bench-transfer bench-throughput mlflow-ui dashboard dashboard-stop clean-state help
+.PHONY: setup browser run test test-unit test-docker image docker-engine stack-up stack-down bench bench-transfer bench-throughput mlflow-ui dashboard dashboard-stop clean-state help
 
 help:
 	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
-	@echo "make test        set up .venv, then run all tests"
+	@echo "make test        set up .venv, then run all tests (but the docker-marked one)"
+	@echo "make test-docker build the step image if needed, run the pipeline with every step in it (needs dockerd)"
+	@echo "make image       build the step image graft-step (infra/docker/build-image.sh; local Debian base, locked wheels)"
+	@echo "make stack-up    start the team stack here: ZenML server on MySQL + MLflow server on PostgreSQL (infra/README.md)"
+	@echo "make stack-down  stop both team servers"
 	@echo "make bench       time the demo run (bench/demo_runtime.py)"
 	@echo "make bench-throughput  graft's training loop vs a hand-written loop; orchestration overhead (bench/throughput.py)"
 	@echo "make bench-transfer  label efficiency of every strategy, 1..all labels/class (bench/label_efficiency.py)"
@@ -36,7 +40,23 @@ browser:
 	@command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null))
 
 test: setup browser
-	GRAFT_PROGRESS=0 $(BIN)/python -m pytest
+	GRAFT_PROGRESS=0 $(BIN)/python -m pytest -m "not docker"
+
+# Starts the Docker engine (Debian's docker.io) when none answers: .ci/run runs as root on a fresh machine.
+docker-engine:
+	@infra/docker/engine.sh
+
+image: setup docker-engine
+	@PYTHON=$(CURDIR)/$(BIN)/python infra/docker/build-image.sh
+
+test-docker: image
+	GRAFT_PROGRESS=0 $(BIN)/python -m pytest -m docker -s
+
+stack-up: setup
+	@PYTHON=$(CURDIR)/$(BIN)/python infra/stack-up.sh
+
+stack-down:
+	@infra/stack-down.sh
 
 test-unit: setup
 	GRAFT_PROGRESS=0 $(BIN)/python -m pytest tests/unit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import uuid
@@ -48,10 +49,17 @@ def run_transfer(
         raise errors.ConfigError("the local orchestrator cannot schedule runs; use `graft schedule` (cron + `graft watch --once`)")
     layout = check_writable(configure_environment())
     tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
+    from pipelines import team_stack
+
+    server = team_stack.zenml_server_url()
+    if server:  # before anything is logged or registered anywhere
+        team_stack.require_server(server)
 
     from pipelines.stack import prepare_stores
 
-    prepare_stores(layout.locks, tracking_uri, config.tracking.experiment_name, layout.mlflow_artifacts, local=orchestration is None)
+    # With a ZenML server the team stack is provisioned there (infra/zenml-server/provision.py), not made here.
+    prepare_stores(layout.locks, tracking_uri, config.tracking.experiment_name, layout.mlflow_artifacts,
+                   local=orchestration is None and not server)
 
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
     from zenml.utils import source_utils
@@ -72,8 +80,12 @@ def run_transfer(
     }
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
+        if server:
+            team_stack.activate_team_stack(server, tracking_uri)
         fail_stale_runs(layout.run_claims, layout.locks)
     else:
+        if server and team_stack.TEAM_STACK_ENV in os.environ:  # e.g. graft-team-docker
+            team_stack.activate_team_stack(server, tracking_uri)
         from pipelines.kubeflow import apply_kubeflow_fixes
 
         apply_kubeflow_fixes()
@@ -101,6 +113,9 @@ def run_transfer(
                 source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
             )
     except Exception as failure:
+        down = team_stack.server_down(server, f"running {options['run_name']}") if server else None
+        if down is not None:
+            raise down from None
         raise user_facing_failure(options["run_name"]) or device_failure(failure, layout.root) or failure
     finally:
         # ZenML's MLflow tracker blanks the tracking URI after every step; whoever called us in this

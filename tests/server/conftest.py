@@ -2,7 +2,7 @@
 
 Fresh database ``graft_test_<random>`` (dropped at teardown), artifacts in a temp folder, a free
 port on 127.0.0.1, admin password bootstrapped then rotated, and a pipeline user provisioned by
-infra/mlflow-server/provision.py. Skips only when PostgreSQL itself is not reachable.
+infra/mlflow-server/provision.py. Skips only when PostgreSQL itself is not reachable (fails instead when CI is set).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from unittest import mock
 import pytest
 
 from tests.e2e.helpers import REPO, graft, write_config
+from tests.server.zenml_server import ZenServer, require_service, start_zenml_server
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432"
 SCRIPTS = REPO / "infra" / "mlflow-server"
@@ -114,7 +115,7 @@ def _postgres_or_skip():
 
         connection = psycopg2.connect(f"{PG_URL}/postgres", connect_timeout=5)
     except Exception as error:  # not installed, refused, auth: no server tests without PostgreSQL
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({type(error).__name__}: {str(error).strip()[:120]})")
+        require_service(f"PostgreSQL at {PG_URL}", error)
     connection.autocommit = True
     return connection
 
@@ -186,3 +187,57 @@ def first_run(tracking_server, tmp_path_factory) -> FirstRun:
     config = write_config(tmp_path_factory.mktemp("config") / "server.yaml", E2E_MODEL, strategies=SMALL_STRATEGIES)
     result = pipeline(tracking_server, "run", "-c", str(config))
     return FirstRun(result, config, E2E_MODEL)
+
+
+TEAM_MODEL = "graft-team-e2e"
+
+
+@pytest.fixture(scope="session")
+def zenml_server(tracking_server, tmp_path_factory) -> Iterator[ZenServer]:
+    """The team's ZenML server (MariaDB), provisioned against the session's MLflow server."""
+    tracking_server.provision(TEAM_MODEL)
+    server, teardown = start_zenml_server(tmp_path_factory, _free_port, tracking_server.url, tracking_server.pipeline_password)
+    try:
+        yield server
+    finally:
+        teardown()
+
+
+@pytest.fixture
+def running_zenml_server(zenml_server) -> Iterator[ZenServer]:
+    """The session's ZenML server, restarted afterwards if a test stopped it."""
+    yield zenml_server
+    if not zenml_server.running():
+        zenml_server.start()
+
+
+def team_graft(tracking: TrackingServer, zen: ZenServer, graft_home: Path, *args: str, timeout: int = 900,
+               extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """``graft`` on one host of the team: its own state folder, both servers, the pipeline's credentials."""
+    env = {**tracking.pipeline_env(), **zen.host_env(graft_home), **(extra_env or {})}
+    with mock.patch.dict(os.environ, env):
+        return graft(*args, timeout=timeout)
+
+
+@dataclass
+class TeamRun:
+    result: subprocess.CompletedProcess
+    config: Path
+    home: Path
+
+    @property
+    def run_name(self) -> str:
+        import re
+
+        found = re.search(r"\b(graft-\d{8}-\d{6}-[0-9a-f]{6})\b", self.result.stdout + self.result.stderr)
+        assert found, (self.result.stdout + self.result.stderr)[-3000:]
+        return found.group(1)
+
+
+@pytest.fixture(scope="session")
+def team_first_run(tracking_server, zenml_server, tmp_path_factory) -> TeamRun:
+    """Host A's whole pipeline on the team stack; later tests reuse its cached ingest and pretrain."""
+    config = write_config(tmp_path_factory.mktemp("team-config") / "team.yaml", TEAM_MODEL, strategies=SMALL_STRATEGIES)
+    home = tmp_path_factory.mktemp("host-a")
+    result = team_graft(tracking_server, zenml_server, home, "run", "-c", str(config))
+    return TeamRun(result, config, home)
