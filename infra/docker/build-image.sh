@@ -43,10 +43,16 @@ if [[ "$(cat "$WHEELS/.lock-sha256" 2>/dev/null)" != "$LOCK_HASH" ]]; then
   echo "$LOCK_HASH" >"$WHEELS/.lock-sha256"
 fi
 
-PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# A fixed port: the URL is a build argument, and a new one would invalidate the dependency layer.
+PORT="${GRAFT_WHEELS_PORT:-38173}"
 "$PYTHON" -m http.server "$PORT" --bind 127.0.0.1 --directory "$WHEELS" >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  "$PYTHON" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "http://127.0.0.1:$PORT/" 2>/dev/null && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "error: cannot serve the wheels on 127.0.0.1:$PORT (set GRAFT_WHEELS_PORT)" >&2; exit 1; }
+  sleep 0.2
+done
 
 COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 # --network host: the build's pip reaches the wheel server on this machine's 127.0.0.1.
