@@ -61,4 +61,6 @@ docker build --network host -f infra/docker/Dockerfile \
   --build-arg WHEELS_URL="http://127.0.0.1:$PORT/" \
   --build-arg GIT_COMMIT="$COMMIT" \
   -t "$TAG" -t "$IMAGE:latest" . >&2
+# Older tags of the step image go (each holds several GB); layers still in use stay.
+docker images --format '{{.Repository}}:{{.Tag}}' "$IMAGE" | grep -v -x -e "$TAG" -e "$IMAGE:latest" | xargs -r docker rmi >/dev/null 2>&1 || true
 echo "$TAG"
