@@ -104,6 +104,8 @@ def run_transfer(
     default_name = "graft-scheduled-{date}-{time}" if schedule is not None else f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     options["run_name"] = run_name or default_name
     quiet_expected_failures()
+    if server:
+        team_stack.quiet_server_failures()
     _ExpectedFailureFilter.device_faults.clear()
     # A remote orchestrator's run outlives this process, so only local runs are claimed.
     claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name, config.registry.model_name) if orchestration is None else nullcontext()

@@ -10,6 +10,7 @@ activates it; without a server, graft keeps its local stack (pipelines/stack.py)
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -95,3 +96,36 @@ def activate_team_stack(url: str, tracking_uri: str) -> str:
         client.activate_stack(stack.id)
     forget_cached_stacks()
     return name
+
+
+def _connection_failure(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it was raised from/during) is a request that reached no server."""
+    import requests
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (requests.exceptions.ConnectionError, ConnectionRefusedError)):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class _ServerDownFilter(logging.Filter):
+    """While a ZenML server is configured, a server that went away mid-run is reported in one line by
+    the runner (``server_down``): drop ZenML's tracebacks of the requests that could not reach it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        candidates = [record.exc_info[1]] if record.exc_info else []
+        candidates += [argument for argument in (record.args if isinstance(record.args, tuple) else ()) if isinstance(argument, BaseException)]
+        return not any(_connection_failure(candidate) for candidate in candidates)
+
+
+def quiet_server_failures() -> None:
+    """Install the filter on the handlers ZenML logs through, and keep urllib3's retry warnings
+    (one per attempt against a closed port) off the console."""
+    for logger in (logging.getLogger(), logging.getLogger("zenml")):
+        for handler in logger.handlers:
+            if not any(isinstance(existing, _ServerDownFilter) for existing in handler.filters):
+                handler.addFilter(_ServerDownFilter())
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -82,7 +82,7 @@ def test_the_service_account_runs_pipelines_but_cannot_manage_users(team_first_r
     assert team_first_run.result.returncode == 0, team_first_run.result.stderr[-3000:]
     token = zenml_server.token(api_key=zenml_server.api_key)
     assert zenml_server.api("GET", "/runs", token=token).status_code == 200
-    created = zenml_server.api("POST", "/users", token=token, json={"name": "intruder", "password": "x" * 16, "active": True})
+    created = zenml_server.api("POST", "/users", token=token, json={"name": "intruder", "password": "x" * 16, "active": True, "is_admin": False})
     assert created.status_code == 403, created.text
     admin = zenml_server.get("/users", name="admin")["items"][0]
     promoted = zenml_server.api("PUT", f"/users/{admin['id']}", token=token, json={"password": "taken-over-1234"})
