@@ -43,7 +43,9 @@ def test_team_run_is_recorded_on_the_zenml_and_mlflow_servers(team_first_run, ze
     assert run.get_resources().stack.name == "graft-team"
     steps = zenml_server.steps(run.id)
     assert set(steps) == PIPELINE_STEPS
-    assert {step.get_body().status.value for step in steps.values()} == {"completed"}
+    # Cached is fine too: an earlier run of this session on the same stack (any host) may serve a step.
+    assert {step.get_body().status.value for step in steps.values()} <= {"completed", "cached"}
+    assert steps["register"].get_body().status.value == "completed"  # never cached: it publishes
     for name, step in steps.items():
         uris = output_uris(step)
         assert uris, name
@@ -70,7 +72,8 @@ def test_a_second_host_sees_the_first_hosts_runs_and_reuses_its_cached_steps(tea
     second_steps = zenml_server.steps(second.id)
     for name in ("ingest_source", "pretrain"):  # same data, same settings: host A's outputs serve host B
         assert second_steps[name].get_body().status.value == "cached", name
-        assert second_steps[name].get_metadata().original_step_run_id == first_steps[name].id, name
+        served_first = first_steps[name].get_metadata().original_step_run_id or first_steps[name].id
+        assert second_steps[name].get_metadata().original_step_run_id == served_first, name
 
     # Each host's key sees both hosts' runs.
     token = zenml_server.token(api_key=zenml_server.api_key)
