@@ -20,7 +20,7 @@ class StrictModel(BaseModel):
 
 
 class DataConfig(StrictModel):
-    source: str = "builtin:mnist"
+    source: str = Field("builtin:mnist", description="Source data, or 'none' when the source model comes from model.weights.")
     target: str = "builtin:digits"
     labels_per_class: int | None = Field(
         None, ge=1, description="Labelled target images kept per class for training; null (the default) keeps all."
@@ -28,32 +28,62 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.4, gt=0, lt=1)
     split_seed: int = Field(0, description="Seed of the target splits, fixed apart from the training seed.")
-    frame_size: int = Field(28, ge=8, le=512, description="Side of the square working image.")
-    content_box: int = Field(20, ge=4, le=512, description="Side of the box the content is scaled into.")
+    geometry: Literal["digits", "photo"] = Field(
+        "digits", description="digits: content box centred in a frame (MNIST's framing); photo: shorter side resized, centre square."
+    )
+    frame_size: int = Field(
+        28, ge=8, le=512, description="Side of the stored square image (photo: the resize size; default from the weights, else 256)."
+    )
+    content_box: int = Field(20, ge=4, le=512, description="digits: side of the box the content is scaled into.")
+    crop_size: int | None = Field(
+        None, ge=8, le=512, description="photo: side of the model's input crop (default from the weights, else 224)."
+    )
     channels: Literal[1, 3] = 1
     decode_workers: int | None = Field(None, ge=1, le=64, description="Worker processes that decode images; null: one per core.")
 
     @model_validator(mode="after")
     def _check_geometry(self) -> "DataConfig":
-        if self.content_box > self.frame_size:
+        if self.geometry == "digits" and self.content_box > self.frame_size:
             raise ValueError("content_box must not exceed frame_size")
+        if self.geometry == "digits" and self.crop_size is not None:
+            raise ValueError("crop_size applies to geometry: photo only")
+        if self.crop_size is not None and self.crop_size > self.frame_size:
+            raise ValueError("crop_size must not exceed frame_size")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         return self
 
 
 class ModelConfig(StrictModel):
-    architecture: str = "lenet_bn"
-    width: int = Field(32, ge=4, le=512, description="Channels of the first stage.")
+    architecture: str = Field(
+        "lenet_bn", description="lenet_bn or resnet18_small (small images), a torchvision model name, or timm:<name>."
+    )
+    width: int = Field(32, ge=4, le=512, description="Channels of the first stage (lenet_bn only).")
+    weights: str | None = Field(
+        None,
+        description="Initial weights, read from local files only: torchvision:<Enum>.<NAME>, timm:<model>.<tag>, "
+        "file:<path>, models:/<name>@<alias> or models:/<name>/<version>; null: random.",
+    )
 
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        from graft.models.architectures import ARCHITECTURES
+        from graft.models.architectures import architecture_problem
 
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {value!r}; choose one of {sorted(ARCHITECTURES)}")
+        problem = architecture_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> "ModelConfig":
+        if self.weights is not None:
+            from graft.models.weights import weights_problem
+
+            problem = weights_problem(self.weights, self.architecture)
+            if problem:
+                raise ValueError(f"{NESTED_LOCATION}weights{NESTED_LOCATION}{problem}")
+        return self
 
 
 class AugmentationConfig(StrictModel):
@@ -65,6 +95,10 @@ class AugmentationConfig(StrictModel):
         0.0, ge=0, le=1, description="Chance that an image is rendered at low resolution and scaled back."
     )
     low_resolution_sizes: tuple[int, int] = (7, 14)
+    crop_scale: tuple[float, float] = Field(
+        (0.25, 1.0), description="photo: area fraction range of RandomResizedCrop (the affine keys apply to digits only)."
+    )
+    horizontal_flip: bool = Field(True, description="photo: flip half the training images left to right.")
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -72,6 +106,8 @@ class AugmentationConfig(StrictModel):
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError("scale_range must be [low, high] with 0 < low <= high")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError("crop_scale must be [low, high] with 0 < low <= high <= 1")
         small, large = self.low_resolution_sizes
         if not 2 <= small <= large:
             raise ValueError("low_resolution_sizes must be [smallest, largest] with 2 <= smallest <= largest")
@@ -85,7 +121,7 @@ class PretrainAugmentationConfig(AugmentationConfig):
 
 
 class PretrainConfig(StrictModel):
-    epochs: int = Field(12, ge=1)
+    epochs: int = Field(12, ge=0, description="0: the initial weights (model.weights) are the source model as they are.")
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
@@ -141,6 +177,13 @@ class PromotionConfig(StrictModel):
 
 class RegistryConfig(StrictModel):
     model_name: str = Field("graft-classifier", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    source_model_name: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Also register the source model under this name, so other pipelines can start from it.",
+    )
+    source_alias: str = Field(
+        "source", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$", description="The alias the newest source model gets."
+    )
 
 
 class RetryConfig(StrictModel):
@@ -253,6 +296,18 @@ class GraftConfig(StrictModel):
     watch: WatchConfig = WatchConfig()
 
     @model_validator(mode="after")
+    def _source_model(self) -> "GraftConfig":
+        from graft.models.architectures import is_small_image_model
+
+        if self.data.source == NO_SOURCE and (self.pretrain.epochs > 0 or not self.model.weights):
+            raise ValueError(f"{NESTED_LOCATION}data.source{NESTED_LOCATION}'none' needs model.weights and pretrain.epochs: 0")
+        if not is_small_image_model(self.model.architecture) and self.data.channels != 3:
+            raise ValueError(f"{NESTED_LOCATION}data.channels{NESTED_LOCATION}{self.model.architecture} takes RGB images: set 3")
+        if self.data.geometry == "photo":
+            object.__setattr__(self, "data", photo_sizes(self.data, self.model.weights))
+        return self
+
+    @model_validator(mode="after")
     def _baseline_is_run(self) -> "GraftConfig":
         if self.promotion.baseline not in self.finetune.strategies:
             raise ValueError(
@@ -264,12 +319,28 @@ class GraftConfig(StrictModel):
         return self
 
 
+def photo_sizes(data: DataConfig, weights: str | None) -> DataConfig:
+    """Photo sizes the config leaves out, from the weights' own preprocessing (else 256 / 224)."""
+    from graft.models.weights import weights_preprocessing
+
+    preset = weights_preprocessing(weights)
+    resize, crop = (preset.resize_size, preset.crop_size) if preset else (DEFAULT_PHOTO_RESIZE, DEFAULT_PHOTO_CROP)
+    update = {}
+    if "frame_size" not in data.model_fields_set:
+        update["frame_size"] = max(resize, data.crop_size or crop)
+    if data.crop_size is None:
+        update["crop_size"] = min(crop, update.get("frame_size", data.frame_size))
+    return data.model_copy(update=update) if update else data
+
+
+NO_SOURCE = "none"
+DEFAULT_PHOTO_RESIZE, DEFAULT_PHOTO_CROP = 256, 224
 NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside a validator's error
 PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain", "compute")
 
 
 # The data keys the source side depends on: a new target (or label budget) keeps ingest and pretrain cached.
-SOURCE_DATA_KEYS = ("source", "frame_size", "content_box", "channels", "decode_workers")
+SOURCE_DATA_KEYS = ("source", "geometry", "frame_size", "content_box", "crop_size", "channels", "decode_workers")
 
 
 def config_sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -293,7 +364,7 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if message.startswith(NESTED_LOCATION):
         nested, message = message[1:].split(NESTED_LOCATION, 1)
-        location = f"{location}.{nested}"
+        location = nested if not first["loc"] else f"{location}.{nested}"
     elif first["type"] == "extra_forbidden":
         message = "unknown key; check its spelling against configs/transfer.yaml"
     more = f" (and {len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""

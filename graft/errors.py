@@ -22,6 +22,10 @@ class StateError(GraftError):
     """The state folder (GRAFT_HOME) cannot be written: read-only, not a folder, or its device is full."""
 
 
+class WeightsError(GraftError):
+    """Pretrained weights named by the config are missing or do not fit the model."""
+
+
 class ValidationFailed(GraftError):
     """The target data failed the quality gate."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from graft.data.decoding import decode_image_file
-from graft.data.preprocessing import frame_images, match_channels
+from graft.data.preprocessing import frame_to_spec
 from graft.errors import DataError, GraftError
 from graft.registry.model_registry import LoadedModel
 from graft.training.loop import predict_logits
@@ -43,7 +43,7 @@ def predict_files(loaded: LoadedModel, files: list[Path]) -> list[Prediction]:
             except DataError as error:
                 results.append(Prediction(str(path), error=str(error)))
                 continue
-            images.append(frame_images(match_channels(image[None], spec.channels), spec.frame_size, spec.content_box)[0])
+            images.append(frame_to_spec(image[None], spec)[0])
             decoded.append(path)
         if not images:
             continue

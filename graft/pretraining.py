@@ -1,8 +1,9 @@
-"""Pretrain a backbone on the source data."""
+"""The source model: the initial weights (random or ``model.weights``), trained on the source data
+for ``pretrain.epochs`` (0: taken as they are, and no source data is needed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -10,21 +11,71 @@ from graft.config import GraftConfig, config_from_dict
 from graft.data.dataset import ImageDataset
 from graft.data.preprocessing import PreprocessingSpec, intensity_statistics
 from graft.data.splits import stratified_split
-from graft.models.architectures import ArchitectureSpec, build_classifier
+from graft.models.architectures import ArchitectureSpec
 from graft.models.bundle import ModelBundle
-from graft.training.augment import BatchAugmenter
+from graft.models.weights import InitialModel, load_initial_model
+from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
 from graft.training.loop import Phase, TrainingData, TrainingResult, fit
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass
 class PretrainResult:
     bundle: ModelBundle
     training: TrainingResult
-    holdout_accuracy: float
+    holdout_accuracy: float | None  # None: not trained on source data here
     train_images: int
     holdout_images: int
+    lineage: dict[str, str] = field(default_factory=dict)  # which weights the source model started from
+
+
+def source_spec(config: GraftConfig, num_classes: int) -> ArchitectureSpec:
+    input_size = config.data.crop_size if config.data.geometry == "photo" else config.data.frame_size
+    return ArchitectureSpec(
+        architecture=config.model.architecture,
+        num_classes=num_classes,
+        in_channels=config.data.channels,
+        width=config.model.width,
+        frame_size=input_size,
+    )
+
+
+def source_preprocessing(config: GraftConfig, initial: InitialModel, train_images: torch.Tensor | None) -> PreprocessingSpec:
+    """The data's geometry; the statistics the weights expect, else those of the source images,
+    else ImageNet's for RGB backbones."""
+    if initial.preprocessing is not None:
+        mean, std = initial.preprocessing.mean, initial.preprocessing.std
+    elif initial.registered_preprocessing is not None:
+        mean, std = initial.registered_preprocessing["mean"], initial.registered_preprocessing["std"]
+    elif train_images is not None and train_images.numel():
+        mean, std = intensity_statistics(train_images)
+    else:
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if config.data.channels == 3 else (0.5, 0.25)
+    return PreprocessingSpec(
+        frame_size=config.data.frame_size,
+        content_box=config.data.content_box,
+        channels=config.data.channels,
+        mean=mean,
+        std=std,
+        geometry=config.data.geometry,
+        crop_size=config.data.crop_size,
+    )
+
+
+def initial_source_model(config: GraftConfig, num_classes: int) -> InitialModel:
+    return load_initial_model(source_spec(config, num_classes), config.model.weights)
+
+
+def untrained_source(config: GraftConfig) -> PretrainResult:
+    """``pretrain.epochs: 0``: the initial weights are the source model."""
+    initial = initial_source_model(config, num_classes=2)
+    preprocessing = source_preprocessing(config, initial, None)
+    bundle = ModelBundle.from_model(initial.model.eval(), initial.spec, initial.class_names, preprocessing)
+    return PretrainResult(bundle, TrainingResult(), None, 0, 0, lineage=initial.lineage)
 
 
 def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult:
@@ -45,7 +96,10 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
             holdout_accuracy=state["holdout_accuracy"],
             train_images=state["train_images"],
             holdout_images=state["holdout_images"],
+            lineage=state["lineage"],
         )
+    if config.pretrain.epochs == 0:
+        return untrained_source(config)
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     images, labels = source.images, source.labels
@@ -61,22 +115,13 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         parts = stratified_split(
             labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
         )
-    mean, std = intensity_statistics(images[parts["train"]])
-    preprocessing = PreprocessingSpec(
-        frame_size=config.data.frame_size,
-        content_box=config.data.content_box,
-        channels=config.data.channels,
-        mean=mean,
-        std=std,
-    )
-    spec = ArchitectureSpec(
-        architecture=config.model.architecture,
-        num_classes=source.num_classes,
-        in_channels=config.data.channels,
-        width=config.model.width,
-        frame_size=config.data.frame_size,
-    )
-    model = build_classifier(spec).to(device)
+    initial = initial_source_model(config, source.num_classes)
+    preprocessing = source_preprocessing(config, initial, images[parts["train"]])
+    model, spec = initial.model, initial.spec
+    if config.model.weights and initial.class_names != list(source.class_names):
+        model.replace_head(source.num_classes)  # continued pretraining on the source's own classes
+        spec = spec.model_copy(update={"num_classes": source.num_classes})
+    model = model.to(device)
     hp = config.pretrain
     phase = Phase(
         "pretrain",
@@ -92,7 +137,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         batch_size=hp.batch_size,
         patience=hp.epochs,
         generator=generator,
-        augment=BatchAugmenter(hp.augmentation, generator) if hp.augmentation.enabled else None,
+        augment=make_augmenter(config.data, hp.augmentation, generator),
         label="pretrain",
         compute=config.compute,
     )
@@ -103,6 +148,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         holdout_accuracy=training.best_val_accuracy,
         train_images=int(parts["train"].numel()),
         holdout_images=int(parts["holdout"].numel()),
+        lineage=initial.lineage,
     )
 
 
@@ -115,4 +161,5 @@ def pretrain_worker(payload: dict) -> dict:
         "holdout_accuracy": result.holdout_accuracy,
         "train_images": result.train_images,
         "holdout_images": result.holdout_images,
+        "lineage": result.lineage,
     }

@@ -12,7 +12,7 @@ from graft.data.preprocessing import normalise
 from graft.models.bundle import ModelBundle
 from graft.strategies import TransferContext, create_strategy
 from graft.strategies.base import target_spec
-from graft.training.augment import BatchAugmenter
+from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
 from graft.training.loop import TrainingData, TrainingResult, fit
@@ -92,7 +92,7 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
         batch_size=config.finetune.batch_size,
         patience=config.finetune.patience,
         generator=generator,
-        augment=BatchAugmenter(augmentation, generator) if augmentation.enabled else None,
+        augment=make_augmenter(config.data, augmentation, generator),
         regularizer=regularizer,
         label=strategy_name,
         compute=config.compute,

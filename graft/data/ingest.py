@@ -26,7 +26,7 @@ from graft.data.catalog import Catalog, CatalogEntry
 from graft.data.dataset import SPLIT_CODES, pixel_key
 from graft.data.decoding import UndecodableImage, read_image
 from graft.data.listing import CHUNK_FILES, catalog_fingerprint, file_digest, worker_count  # noqa: F401 (re-exported)
-from graft.data.preprocessing import frame_images, match_channels
+from graft.data.preprocessing import frame_images, match_channels, resize_centre_square
 
 DECODE_POLICY_VERSION = "1"  # bump when decoding or framing changes what a cached tensor holds
 MIN_FILES_FOR_PROCESSES = 1024  # below this, starting worker processes costs more than it saves
@@ -37,9 +37,23 @@ class Geometry:
     frame_size: int
     content_box: int
     channels: int
+    kind: str = "digits"  # or "photo": shorter side resized to frame_size, centre square kept
 
     def key(self) -> str:
-        return f"f{self.frame_size}-b{self.content_box}-c{self.channels}-v{DECODE_POLICY_VERSION}"
+        kind = "" if self.kind == "digits" else f"-{self.kind}"
+        return f"f{self.frame_size}-b{self.content_box}-c{self.channels}{kind}-v{DECODE_POLICY_VERSION}"
+
+    @classmethod
+    def of(cls, data) -> "Geometry":
+        """The geometry a ``DataConfig`` asks for."""
+        return cls(data.frame_size, data.content_box, data.channels, data.geometry)
+
+    def frame(self, images: torch.Tensor) -> torch.Tensor:
+        """Decoded uint8 ``(N, C, H, W)`` images in this geometry."""
+        images = match_channels(images, self.channels)
+        if self.kind == "photo":
+            return resize_centre_square(images, self.frame_size)
+        return frame_images(images, self.frame_size, self.content_box)
 
 
 @dataclass
@@ -148,7 +162,7 @@ def _decode_entry(entry: CatalogEntry, size_and_sha: tuple[int, str], geometry: 
         return record, None
     record.channels, record.height, record.width = (int(value) for value in native.shape)
     record.pixel_sha256, record.pixel_mean, record.pixel_std = pixel_statistics(native)
-    framed = frame_images(match_channels(native[None], geometry.channels), geometry.frame_size, geometry.content_box)[0]
+    framed = geometry.frame(native[None])[0]
     return record, framed
 
 

@@ -1,17 +1,24 @@
-"""One geometry for every domain, and the normalisation a model expects.
+"""Two geometries (digits and photos), and the normalisation a model expects.
 
-The policy (documented in the README): find the content's bounding box, scale its longer side to
+``digits`` (the demo's; documented in the README): find the content's bounding box, scale its longer side to
 ``content_box`` pixels keeping the aspect ratio, and paste it into a ``frame_size`` square so that
 its centre of mass sits at the centre. This is how MNIST itself was made (20x20 box in a 28x28
 frame), so applying it to MNIST is nearly the identity, and it turns an 8x8 UCI digit into an
 image of the same geometry as an MNIST digit.
+
+``photo``: the shorter side resized to ``frame_size`` and the centre square kept, as stored by
+ingest; the model sees a ``crop_size`` crop of it: the centre for validation, test and predict
+(torchvision's and timm's evaluation transform), a random resized crop for training
+(``graft.training.photo_augment``). RGB stays RGB.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 CONTENT_THRESHOLD = 0.1  # fraction of the image's maximum intensity that counts as content
 
@@ -24,8 +31,32 @@ class PreprocessingSpec(BaseModel):
     frame_size: int = 28
     content_box: int = 20
     channels: int = 1
-    mean: float = 0.0
-    std: float = 1.0
+    mean: tuple[float, ...] = (0.0,)  # per channel; a single value (older models) serves every channel
+    std: tuple[float, ...] = (1.0,)
+    geometry: Literal["digits", "photo"] = "digits"
+    crop_size: int | None = None  # photo: side of the model's input, cut from the frame_size square
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _per_channel(cls, value):
+        return (float(value),) if isinstance(value, (int, float)) else value
+
+    @model_validator(mode="after")
+    def _one_value_per_channel(self) -> "PreprocessingSpec":
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) == 1 and self.channels > 1:
+                object.__setattr__(self, name, values * self.channels)
+            elif len(values) != self.channels:
+                raise ValueError(f"{name} needs one value per channel ({self.channels}), got {len(values)}")
+        if any(value <= 0 for value in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+    @property
+    def input_size(self) -> int:
+        """Side of the images the model takes."""
+        return self.crop_size if self.geometry == "photo" and self.crop_size else self.frame_size
 
 
 def _frame_one(image: torch.Tensor, frame_size: int, content_box: int) -> torch.Tensor:
@@ -56,8 +87,35 @@ def _frame_one(image: torch.Tensor, frame_size: int, content_box: int) -> torch.
     return framed.round().to(torch.uint8)
 
 
+def resize_centre_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Photo geometry: the shorter side resized to ``size`` (bilinear, antialiased), the centre
+    ``size`` x ``size`` square kept. uint8 ``(N, C, H, W)`` in, uint8 ``(N, C, size, size)`` out."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError("resize_centre_square expects a uint8 (N, C, H, W) tensor")
+    resized = TF.resize(images, [size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(resized, [size, size]).contiguous()
+
+
+def centre_crop(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The centre ``size`` square of a batch (itself when it is that size already, or ``size`` is None)."""
+    if size is None or images.shape[-1] <= size and images.shape[-2] <= size:
+        return images
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def frame_to_spec(images: torch.Tensor, spec: PreprocessingSpec) -> torch.Tensor:
+    """Decoded uint8 images (any size and channel count) in the stored geometry of ``spec``."""
+    images = match_channels(images, spec.channels)
+    if spec.geometry == "photo":
+        return resize_centre_square(images, spec.frame_size)
+    return frame_images(images, spec.frame_size, spec.content_box)
+
+
 def frame_images(images: torch.Tensor, frame_size: int, content_box: int) -> torch.Tensor:
-    """Apply the framing policy to a uint8 ``(N, C, H, W)`` batch; returns ``(N, C, F, F)`` uint8."""
+    """Apply the digits framing policy to a uint8 ``(N, C, H, W)`` batch; returns ``(N, C, F, F)`` uint8."""
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError("frame_images expects a uint8 (N, C, H, W) tensor")
     if images.shape[0] == 0:
@@ -79,14 +137,21 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def normalise(batch: torch.Tensor, spec: PreprocessingSpec) -> torch.Tensor:
-    """uint8 batch (on any device) to the float input a model expects."""
+    """uint8 batch (on any device) to the float input a model expects (photos: the centre crop)."""
+    if spec.geometry == "photo":
+        batch = centre_crop(batch, spec.crop_size)
     return standardise_(batch.float().div_(255.0), spec)
 
 
 def standardise_(pixels: torch.Tensor, spec: PreprocessingSpec) -> torch.Tensor:
     """Float pixels in [0, 1] to model inputs, in place: for a batch tensor made for this purpose
     (the training loop's augmented batches), so no new tensor is allocated per operation."""
-    return pixels.sub_(spec.mean).div_(spec.std)
+    if len(set(spec.mean)) == 1 and len(set(spec.std)) == 1:
+        return pixels.sub_(spec.mean[0]).div_(spec.std[0])
+    shape = (1, -1, 1, 1) if pixels.ndim == 4 else (-1, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=pixels.dtype).view(shape).to(pixels.device, non_blocking=True)
+    std = torch.tensor(spec.std, dtype=pixels.dtype).view(shape).to(pixels.device, non_blocking=True)
+    return pixels.sub_(mean).div_(std)
 
 
 def intensity_statistics(images: torch.Tensor) -> tuple[float, float]:

@@ -15,7 +15,6 @@ from graft.data.catalog import Catalog, read_catalog
 from graft.data.dataset import ImageDataset, content_fingerprint
 from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, decode_catalog, pixel_statistics
 from graft.data.listing import BUILTIN_PREFIX, ListingStore, check_path_spec, read_data_version
-from graft.data.preprocessing import frame_images, match_channels
 from graft.errors import DataError
 
 
@@ -26,6 +25,8 @@ def _origin(spec: str, role: str) -> str:
 
 def check_spec(spec: str, role: str) -> None:
     """Cheap check before a pipeline starts: the spec names something that exists."""
+    if role == "source" and spec == "none":
+        return
     if spec and spec.startswith(BUILTIN_PREFIX):
         name = spec.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_DATASETS:
@@ -60,6 +61,8 @@ def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = No
     """
     if spec and spec.startswith(BUILTIN_PREFIX):
         return content_fingerprint(*_builtin_arrays(spec, role))
+    if role == "source" and spec == "none":
+        return "none"
     check_spec(spec, role)
     return read_data_version(spec, role, memo_dir, store).fingerprint
 
@@ -67,7 +70,7 @@ def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = No
 def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:
     images, labels, class_names = _builtin_arrays(spec, role)
     fingerprint = content_fingerprint(images, labels, class_names)
-    framed = frame_images(match_channels(images, geometry.channels), geometry.frame_size, geometry.content_box)
+    framed = geometry.frame(images)
 
     def results():
         for index, (native, label) in enumerate(zip(images, labels.tolist())):
@@ -110,6 +113,12 @@ def to_dataset(decoded: DecodedData, origin: str) -> ImageDataset:
     )
 
 
+def no_source_dataset(data) -> ImageDataset:
+    """``data.source: none``: no images; the source model is the initial weights as they are."""
+    empty = torch.zeros((0, data.channels, data.frame_size, data.frame_size), dtype=torch.uint8)
+    return ImageDataset(images=empty, labels=torch.zeros(0, dtype=torch.int64), class_names=[], origin="none")
+
+
 def load_dataset(
     spec: str,
     role: str,
@@ -118,12 +127,13 @@ def load_dataset(
     channels: int,
     cache_dir: Path | None = None,
     workers: int | None = None,
+    geometry: str = "digits",
 ) -> ImageDataset:
     """Load, decode and frame a dataset whose every file must decode (the source).
 
     The target goes through ``decode_spec`` instead, so the gate can report bad files itself.
     """
-    decoded = decode_spec(spec, role, Geometry(frame_size, content_box, channels), cache_dir, workers)
+    decoded = decode_spec(spec, role, Geometry(frame_size, content_box, channels, geometry), cache_dir, workers)
     failed = decoded.failed
     if failed:
         examples = "; ".join(f"{record.path}: {record.error}" for record in failed[:3])

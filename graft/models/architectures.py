@@ -1,7 +1,16 @@
 """A factory of classifiers that all share one shape: ``backbone`` stages, then a linear ``head``.
 
 The split lets strategies freeze, re-initialise or give per-depth learning rates to the parts of
-any architecture without knowing which one it is. Nothing here downloads weights.
+any architecture without knowing which one it is. Three families of names:
+
+- graft's small-image models, named for what they are: ``lenet_bn`` and ``resnet18_small``
+  (28x28 digits);
+- every torchvision classification builder by its own name (``resnet50``, ``efficientnet_b0``,
+  ``vit_b_16``, ...), with its standard stem for photo-sized inputs (``graft.models.backbones``);
+- ``timm:<name>`` for a timm model.
+
+Nothing here downloads weights: every model is built with random weights; pretrained ones are
+loaded by ``graft.models.weights``.
 """
 
 from __future__ import annotations
@@ -22,17 +31,17 @@ class ArchitectureSpec(BaseModel):
     num_classes: int
     in_channels: int = 1
     width: int = 32
-    frame_size: int = 28
+    frame_size: int = 28  # side of the model's input image
 
 
 class Classifier(nn.Module):
     """``head(backbone(x))``; ``backbone`` is a sequence of stages from input to features."""
 
-    def __init__(self, stages: list[nn.Module], feature_dim: int, num_classes: int):
+    def __init__(self, stages: list[nn.Module], feature_dim: int, num_classes: int, head: nn.Linear | None = None):
         super().__init__()
         self.backbone = nn.Sequential(*stages)
         self.feature_dim = feature_dim
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = head if head is not None else nn.Linear(feature_dim, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(inputs))
@@ -75,8 +84,10 @@ def build_lenet_bn(spec: ArchitectureSpec) -> Classifier:
     return Classifier(stages, feature_dim, spec.num_classes)
 
 
-def build_resnet18(spec: ArchitectureSpec) -> Classifier:
-    """torchvision's ResNet-18 (``weights=None``) with a small-image stem: 3x3 conv, no max-pool."""
+def build_resnet18_small(spec: ArchitectureSpec) -> Classifier:
+    """torchvision's ResNet-18 (random weights) with a small-image stem: 3x3 stride-1 conv, no
+    max-pool. For 28x28 digits; at 224x224 it costs 15x the FLOPs of the standard ``resnet18``,
+    whose pretrained weights do not fit it."""
     from torchvision.models import resnet18
 
     net = resnet18(weights=None, num_classes=spec.num_classes)
@@ -89,11 +100,38 @@ def build_resnet18(spec: ArchitectureSpec) -> Classifier:
     return Classifier([stem, net.layer1, net.layer2, net.layer3, nn.Sequential(net.layer4, pool)], 512, spec.num_classes)
 
 
+# graft's own models for small images; the names of the other families are resolved on demand.
 ARCHITECTURES: dict[str, Callable[[ArchitectureSpec], Classifier]] = {
     "lenet_bn": build_lenet_bn,
-    "resnet18": build_resnet18,
+    "resnet18_small": build_resnet18_small,
 }
+TIMM_PREFIX = "timm:"
+
+
+def architecture_problem(name: str) -> str | None:
+    """Why ``name`` cannot be built, or None when it can (checked by the config)."""
+    from graft.models import backbones
+
+    if name in ARCHITECTURES:
+        return None
+    if name.startswith(TIMM_PREFIX):
+        return backbones.timm_problem(name.removeprefix(TIMM_PREFIX))
+    return backbones.torchvision_problem(name, sorted(ARCHITECTURES))
+
+
+def is_small_image_model(name: str) -> bool:
+    """graft's digit-sized models take any channel count; the others are RGB photo backbones."""
+    return name in ARCHITECTURES
 
 
 def build_classifier(spec: ArchitectureSpec) -> Classifier:
-    return ARCHITECTURES[spec.architecture](spec)
+    """A model with random weights in the ``Classifier`` shape."""
+    from graft.models import backbones
+
+    if spec.architecture in ARCHITECTURES:
+        return ARCHITECTURES[spec.architecture](spec)
+    problem = architecture_problem(spec.architecture)
+    if problem:
+        raise KeyError(problem)
+    native = backbones.build_native(spec.architecture, spec.num_classes, spec.frame_size)
+    return backbones.as_classifier(spec.architecture, native)

@@ -22,6 +22,12 @@ class ModelBundle:
     class_names: list[str]
     preprocessing: PreprocessingSpec
 
+    def __post_init__(self) -> None:
+        # Models saved when "resnet18" named graft's small-image variant (3x3 stem) load as resnet18_small.
+        stem = self.state_dict.get("backbone.0.0.weight")
+        if self.spec.architecture == "resnet18" and stem is not None and tuple(stem.shape[-2:]) == (3, 3):
+            self.spec = self.spec.model_copy(update={"architecture": "resnet18_small"})
+
     @classmethod
     def from_model(
         cls, model: Classifier, spec: ArchitectureSpec, class_names: list[str], preprocessing: PreprocessingSpec

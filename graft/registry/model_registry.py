@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from graft.data.preprocessing import PreprocessingSpec, normalise
-from graft.errors import GraftError, RegistryError
+from graft.errors import GraftError, RegistryError, WeightsError
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 
@@ -254,6 +254,40 @@ def load_registered(model_uri: str) -> LoadedModel:
         preprocessing=PreprocessingSpec(**metadata["preprocessing"]),
         version=version,
     )
+
+
+def load_registered_bundle(model_uri: str, origin: str | None = None) -> tuple[ModelBundle, str]:
+    """A registered graft model as a ``ModelBundle`` (``head``, ``layer_groups()``), and its version.
+
+    The registry holds a ``torch.export`` graph; its state dict keeps the ``Classifier``'s
+    parameter names, and the model's metadata its architecture, classes and preprocessing, so
+    the transferable model is rebuilt exactly.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from graft.models.architectures import ArchitectureSpec
+
+    origin = origin or f"model.weights {model_uri}"
+    try:
+        with tracking_server_call(f"loading {model_uri}"):
+            info = mlflow.models.get_model_info(model_uri)
+            loaded = as_module(mlflow.pytorch.load_model(model_uri, map_location="cpu"))
+    except MlflowException as error:
+        first = str(error).strip().splitlines()[0][:200]
+        raise WeightsError(f"{origin}: not found in the registry at {mlflow.get_tracking_uri()} ({first})") from None
+    metadata = info.metadata or {}
+    if "architecture" not in metadata:
+        raise WeightsError(f"{origin}: not a graft model (no architecture in its metadata)")
+    state = {key: value.detach().clone() for key, value in loaded.state_dict().items()}
+    bundle = ModelBundle(
+        spec=ArchitectureSpec(**metadata["architecture"]),
+        state_dict=state,
+        class_names=list(metadata["class_names"]),
+        preprocessing=PreprocessingSpec(**metadata["preprocessing"]),
+    )
+    version = str(getattr(info, "registered_model_version", None) or "")
+    return bundle, version
 
 
 @dataclass

@@ -4,9 +4,15 @@ Four ingredients, each switchable: BatchNorm statistics re-estimated on unlabell
 images (AdaBN); a linear-probe phase before fine-tuning (LP-FT), so a poorly fitting head does
 not distort the features; learning rates that shrink with depth from the head (layer-wise
 decay); and an L2-SP penalty that keeps the weights near their source values.
+
+A backbone without BatchNorm (a ViT, whose LayerNorm normalises each token by its own
+statistics) has no running statistics to re-estimate: the AdaBN step is skipped, says so in the
+run's log and in the candidate's parameters, and the other three ingredients apply unchanged.
 """
 
 from __future__ import annotations
+
+import logging
 
 from pydantic import Field
 
@@ -15,7 +21,7 @@ from graft.models.bundle import ModelBundle
 from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, register_strategy, source_model_for_target
 from graft.strategies.regularizers import L2SP
 from graft.training.batchnorm import reestimate_batch_norm
-from graft.training.freezing import freeze, unfreeze
+from graft.training.freezing import BATCH_NORM_TYPES, freeze, unfreeze
 from graft.training.loop import Phase, Regularizer
 
 
@@ -37,7 +43,10 @@ class AdaptiveParams(StrategyParams):
 @register_strategy
 class AdaptiveTransfer(TransferStrategy):
     name = "adaptive"
-    description = "source extractor and head kept; AdaBN, LP-FT, layer-wise LR decay and L2-SP"
+    description = (
+        "source extractor and head kept; AdaBN (skipped on backbones without BatchNorm, e.g. ViT), LP-FT, "
+        "layer-wise LR decay and L2-SP"
+    )
     Params = AdaptiveParams
 
     def build_model(self, source: ModelBundle, context: TransferContext) -> Classifier:
@@ -52,6 +61,11 @@ class AdaptiveTransfer(TransferStrategy):
     def prepare(self, model: Classifier, context: TransferContext) -> None:
         if self.params.reestimate_batch_norm:
             reestimate_batch_norm(model, context.adaptation_inputs.to(context.device))
+            if not any(isinstance(module, BATCH_NORM_TYPES) for module in model.modules()):
+                note = ("AdaBN skipped: the backbone has no BatchNorm layers (LayerNorm normalises each token itself); "
+                        "LP-FT, layer-wise LR decay and L2-SP apply")
+                self.notes.append(note)
+                logging.getLogger(__name__).warning("adaptive: %s", note)
 
     def phases(self, model: Classifier, epoch_scale: float) -> list[Phase]:
         params = self.params

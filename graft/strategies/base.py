@@ -44,6 +44,7 @@ class TransferStrategy(ABC):
 
     def __init__(self, params: StrategyParams):
         self.params = params
+        self.notes: list[str] = []  # what this run did differently from the description, and why
 
     @abstractmethod
     def build_model(self, source: ModelBundle, context: TransferContext) -> Classifier:
@@ -64,7 +65,7 @@ class TransferStrategy(ABC):
         return max(1, round(epochs * epoch_scale))
 
     def describe(self) -> dict[str, Any]:
-        return {"strategy": self.name, **self.params.model_dump()}
+        return {"strategy": self.name, **self.params.model_dump(), **({"notes": list(self.notes)} if self.notes else {})}
 
 
 def source_model_for_target(source: ModelBundle, context: TransferContext, new_head: bool) -> Classifier:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from graft.config import AugmentationConfig
+from graft.config import AugmentationConfig, DataConfig
 
 
 @dataclass
@@ -93,3 +93,77 @@ class BatchAugmenter:
         if not self.config.enabled or batch.shape[0] == 0:
             return batch
         return self.apply(batch, self.draw(batch.shape[0]))
+
+
+@dataclass
+class CropDraw:
+    """Per image: the crop box in the stored frame (top, left, height, width) and a flip."""
+
+    boxes: torch.Tensor  # (N, 4) int64
+    flip: torch.Tensor  # (N,) bool
+
+    def rows(self, start: int, stop: int) -> "CropDraw":
+        return CropDraw(self.boxes[start:stop], self.flip[start:stop])
+
+
+class PhotoAugmenter(BatchAugmenter):
+    """Photo geometry's training view: torchvision's RandomResizedCrop (scale ``crop_scale``,
+    aspect ratio 3/4..4/3) to ``crop_size`` and a horizontal flip, per image of the batch with
+    ``torchvision.transforms.v2`` on the batch's device. With augmentation off, the centre crop
+    that evaluation sees. Same ``draw``/``apply`` protocol as ``BatchAugmenter``, so
+    data-parallel processes draw for the global batch from one generator."""
+
+    RATIO = (3 / 4, 4 / 3)
+
+    def __init__(self, config: AugmentationConfig, generator: torch.Generator, frame_size: int, crop_size: int):
+        super().__init__(config, generator)
+        self.frame_size, self.crop_size = frame_size, crop_size
+
+    def _box(self) -> list[int]:
+        """torchvision's ``RandomResizedCrop.get_params``, drawing from this augmenter's generator."""
+        size = self.frame_size
+        area = size * size
+        log_ratio = (math.log(self.RATIO[0]), math.log(self.RATIO[1]))
+        for _ in range(10):
+            target = area * float(self._uniform(1, *self.config.crop_scale))
+            aspect = math.exp(float(self._uniform(1, *log_ratio)))
+            width, height = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < width <= size and 0 < height <= size:
+                top = int(torch.randint(0, size - height + 1, (1,), generator=self.generator))
+                left = int(torch.randint(0, size - width + 1, (1,), generator=self.generator))
+                return [top, left, height, width]
+        return [0, 0, size, size]
+
+    def draw(self, count: int) -> CropDraw:  # type: ignore[override]
+        if not self.config.enabled:
+            offset = (self.frame_size - self.crop_size) // 2
+            boxes = torch.tensor([[offset, offset, self.crop_size, self.crop_size]] * count, dtype=torch.int64)
+            return CropDraw(boxes.view(count, 4), torch.zeros(count, dtype=torch.bool))
+        boxes = torch.tensor([self._box() for _ in range(count)], dtype=torch.int64).view(count, 4)
+        flip = torch.rand(count, generator=self.generator) < (0.5 if self.config.horizontal_flip else 0.0)
+        return CropDraw(boxes, flip)
+
+    def apply(self, batch: torch.Tensor, draw: CropDraw) -> torch.Tensor:  # type: ignore[override]
+        from torchvision.transforms.v2 import functional as TF
+
+        if batch.shape[0] == 0:
+            return batch[..., : self.crop_size, : self.crop_size]
+        out = [
+            TF.resized_crop(image, *box, [self.crop_size, self.crop_size], antialias=True)
+            for image, box in zip(batch, draw.boxes.tolist())
+        ]
+        crops = torch.stack(out)
+        if bool(draw.flip.any()):
+            rows = draw.flip.nonzero().squeeze(1).to(crops.device, non_blocking=True)
+            crops = crops.index_copy(0, rows, TF.horizontal_flip(crops.index_select(0, rows)))
+        return crops
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.apply(batch, self.draw(batch.shape[0]))
+
+
+def make_augmenter(data: DataConfig, config: AugmentationConfig, generator: torch.Generator) -> BatchAugmenter | None:
+    """The training view for the data's geometry; None when there is nothing to do."""
+    if data.geometry == "photo":
+        return PhotoAugmenter(config, generator, data.frame_size, data.crop_size or data.frame_size)
+    return BatchAugmenter(config, generator) if config.enabled else None

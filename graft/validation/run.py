@@ -70,7 +70,7 @@ def validate_target_data(
 ) -> ValidationOutcome:
     """Decode ``spec`` (through the cache), gate it and write the gate's outputs to ``output_dir``."""
     data = config.data
-    decoded = decode_spec(spec, "target", Geometry(data.frame_size, data.content_box, data.channels), cache_dir, data.decode_workers)
+    decoded = decode_spec(spec, "target", Geometry.of(data), cache_dir, data.decode_workers)
     output_dir.mkdir(parents=True, exist_ok=True)
     splits, report = gate_target(decoded, spec, config, reference, output_dir / "data_docs")
     _trim_data_docs(report.data_docs)
