@@ -131,7 +131,11 @@ def run(
         return
     promotion = outcome.promotion
     typer.echo("")
-    typer.echo(f"Source model: {100 * outcome.pretrain['source_holdout_accuracy']:.2f}% on held-out source images")
+    holdout = outcome.pretrain["source_holdout_accuracy"]
+    if holdout is None:
+        typer.echo(f"Source model: {outcome.pretrain.get('lineage', {}).get('graft.weights', 'initial weights')} as they are (pretrain.epochs: 0)")
+    else:
+        typer.echo(f"Source model: {100 * holdout:.2f}% on held-out source images")
     if outcome.validation:
         from graft.validation.gate import passed_gate_line
 
@@ -193,6 +197,33 @@ def predict(
         typer.echo(f"wrote {len(predictions)} rows ({labelled} labelled) to {output}", err=True)
     if not labelled:
         raise DataError(f"none of the {len(files)} files could be decoded; nothing was labelled")
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or pt2 (torch.export).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write; its metadata also goes to <output>.json.")],
+    alias: Annotated[str, typer.Option(help="Registry alias to export.")] = "champion",
+    version: Annotated[Optional[str], typer.Option(help="Export this version instead of the alias.")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a registered model as ONNX, TorchScript or pt2, with its preprocessing spec and class names.
+
+    The input is the normalised float image (batch, channels, size, size); the spec says how to make it.
+    """
+    from graft.export import FORMATS, export_bundle
+    from graft.registry.model_registry import aliases, load_registered_bundle
+
+    if format not in FORMATS:
+        raise GraftError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    name = _registry_model_name(config, model_name)
+    if version is None and alias not in aliases(name):
+        raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
+    uri = f"models:/{name}/{version}" if version else f"models:/{name}@{alias}"
+    bundle, resolved = load_registered_bundle(uri, origin=uri)
+    written = export_bundle(bundle, format, output)
+    typer.echo(f"exported {name} v{resolved} ({bundle.spec.architecture}) as {format}: {', '.join(str(path) for path in written)}")
 
 
 @app.command()

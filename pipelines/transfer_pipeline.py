@@ -20,7 +20,13 @@ def transfer_pipeline(source: str, target: str, settings: dict, source_fingerpri
     the cache follows the files' contents, not only their paths.
     """
     source_dataset, _source_manifest = ingest_source(source=source, source_fingerprint=source_fingerprint, data=source_data(settings["data"]))
-    source_model, pretrain_metrics = pretrain(source_dataset, settings=config_sections(settings, PRETRAIN_SECTIONS))
+    registry = settings["registry"]
+    source_model, pretrain_metrics = pretrain(
+        source_dataset,
+        settings=config_sections(settings, PRETRAIN_SECTIONS),
+        source_model_name=registry.get("source_model_name"),
+        source_alias=registry.get("source_alias", "source"),
+    )
     target_splits, validation_report = validate_target(
         target=target,
         target_fingerprint=target_fingerprint,

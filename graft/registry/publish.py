@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ class Lineage:
     target_fingerprint: str
     pipeline_run: str = ""
     parent_mlflow_run: str = ""
+    source_weights: dict[str, str] = field(default_factory=dict)  # graft.weights (enum, file sha256 or model URI)
 
 
 def select_challenger(candidates: CandidateSet, baseline: str) -> Candidate:
@@ -132,6 +133,7 @@ def publish(
             "graft.pipeline_run": lineage.pipeline_run,
             "graft.mlflow_run_id": challenger.mlflow_run_id,
             "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
+            **lineage.source_weights,
             **environment,
             "graft.promotion": "promoted" if decision.promote else "rejected",
             "graft.promotion_reason": decision.reason,

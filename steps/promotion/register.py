@@ -34,6 +34,7 @@ def register(
         target_fingerprint=target_splits.dataset.fingerprint,
         pipeline_run=str(get_step_context().pipeline_run.id),
         parent_mlflow_run=active.info.run_id if active else "",
+        source_weights={**pretrain_metrics.get("lineage", {}), "graft.source_model": pretrain_metrics.get("source_model_uri", "")},
     )
     layout = state_layout()
     record = publish(candidates, evaluation, target_splits, config, lineage, layout.locks, ListingStore(layout.data_cache / "listings"))
