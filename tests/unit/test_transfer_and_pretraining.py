@@ -144,8 +144,8 @@ def test_pretrain_source(blob_dataset):
     assert result.holdout_accuracy == result.training.best_val_accuracy
     # normalisation statistics come from the training images of the source
     overall_mean, _ = intensity_statistics(blob_dataset.images)
-    assert bundle.preprocessing.mean == pytest.approx(overall_mean, abs=0.02)
-    assert bundle.preprocessing.std > 0
+    assert bundle.preprocessing.mean == pytest.approx((overall_mean,), abs=0.02)  # one value per channel
+    assert bundle.preprocessing.std[0] > 0
     assert bundle.preprocessing.frame_size == config.data.frame_size
     assert bundle.build_model()(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
 
