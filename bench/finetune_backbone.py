@@ -1,0 +1,123 @@
+"""Fine-tuning throughput on an ImageNet-sized backbone: graft's training loop against a
+hand-written torchvision loop, same model, data, batch size and optimiser.
+
+The model is torchvision's ResNet-50 (``--architecture``) in graft's Classifier shape, with a new
+10-class head, at 224x224 RGB; every parameter trains (parameter transfer). The data are
+``--images`` random uint8 images resident on the device, stored at the crop size so that
+neither loop crops; augmentation is off in both. The hand loop: shuffle, slice, scale and
+normalise per channel, forward, loss, backward, AdamW step. graft's ``fit`` also keeps the best
+weights and validates once per epoch on ``--val-images`` images; its training-only rate (its
+``train_seconds``) is the loop's figure, its end-to-end rate is printed too. Each repeat runs
+both loops in alternating order (ABBA) after one untimed warm-up batch each; the ratio is the
+median over ``--repeats``, all in one run. The weights are random: throughput does not depend on
+their values, and nothing is downloaded.
+
+    python bench/finetune_backbone.py [--architecture resnet50] [--repeats 3] [--images 48] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def build(architecture: str, size: int, device, seed: int = 0):
+    import torch
+
+    from graft.models.architectures import ArchitectureSpec, build_classifier
+
+    torch.manual_seed(seed)
+    return build_classifier(ArchitectureSpec(architecture=architecture, num_classes=10, in_channels=3, frame_size=size)).to(device)
+
+
+def hand_loop(model, images, labels, batch_size, device) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    generator = torch.Generator().manual_seed(0)
+    count, seen = images.shape[0], 0
+    model.train()
+    started = time.perf_counter()
+    order = torch.randperm(count, generator=generator).to(device)
+    for start in range(0, count, batch_size):
+        index = order[start : start + batch_size]
+        inputs = (images[index].float().div_(255.0) - mean) / std
+        loss = F.cross_entropy(model(inputs), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += index.numel()
+    return seen / (time.perf_counter() - started)
+
+
+def graft_loop(model, images, labels, val_images, val_labels, batch_size, size) -> tuple[float, float]:
+    import torch
+
+    from graft.data.preprocessing import PreprocessingSpec
+    from graft.training.loop import Phase, TrainingData, fit
+
+    spec = PreprocessingSpec(frame_size=size, channels=3, mean=MEAN, std=STD, geometry="photo", crop_size=size)
+    phase = Phase("finetune", 1, [{"params": list(model.parameters()), "lr": 1e-3, "weight_decay": 5e-4}])
+    result = fit(
+        model, TrainingData(images, labels, val_images, val_labels), [phase], spec,
+        batch_size=batch_size, patience=1, generator=torch.Generator().manual_seed(0),
+    )
+    return result.images_seen / result.train_seconds, result.images_seen / result.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--architecture", default="resnet50")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--images", type=int, default=48, help="training images per loop and repeat")
+    parser.add_argument("--val-images", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("GRAFT_PROGRESS", "0")
+    import torch
+
+    device = torch.device("cpu")
+    generator = torch.Generator().manual_seed(1)
+    shape = (args.images, 3, args.size, args.size)
+    images = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (args.images,), generator=generator)
+    val_images, val_labels = images[: args.val_images].clone(), labels[: args.val_images].clone()
+    print(f"{args.architecture} {args.size}x{args.size}, batch {args.batch_size}, {args.images} images per loop, "
+          f"{args.repeats} repeats; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    model_hand, model_graft = build(args.architecture, args.size, device), build(args.architecture, args.size, device)
+    hand_loop(model_hand, images[: args.batch_size], labels[: args.batch_size], args.batch_size, device)  # warm-up
+    graft_loop(model_graft, images[: args.batch_size], labels[: args.batch_size], val_images[:2], val_labels[:2], args.batch_size, args.size)
+    ratios, ratios_end_to_end = [], []
+    for repeat in range(args.repeats):
+        order = ("hand", "graft") if repeat % 2 == 0 else ("graft", "hand")
+        rates = {}
+        for which in order:
+            if which == "hand":
+                rates["hand"] = hand_loop(model_hand, images, labels, args.batch_size, device)
+            else:
+                rates["graft"], rates["graft_e2e"] = graft_loop(model_graft, images, labels, val_images, val_labels, args.batch_size, args.size)
+        ratios.append(rates["graft"] / rates["hand"])
+        ratios_end_to_end.append(rates["graft_e2e"] / rates["hand"])
+        print(f"repeat {repeat + 1}: hand {rates['hand']:.2f} img/s, graft {rates['graft']:.2f} img/s training "
+              f"({rates['graft_e2e']:.2f} end to end), ratio {ratios[-1]:.3f}", flush=True)
+    print(f"median ratio graft/hand, training: {statistics.median(ratios):.3f} "
+          f"(end to end, with validation and best-weight keeping: {statistics.median(ratios_end_to_end):.3f}); "
+          f"load average now {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
