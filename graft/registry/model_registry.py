@@ -286,8 +286,16 @@ def load_registered_bundle(model_uri: str, origin: str | None = None) -> tuple[M
         class_names=list(metadata["class_names"]),
         preprocessing=PreprocessingSpec(**metadata["preprocessing"]),
     )
-    version = str(getattr(info, "registered_model_version", None) or "")
-    return bundle, version
+    return bundle, _registered_version(model_uri)
+
+
+def _registered_version(model_uri: str) -> str:
+    """The version a ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` URI names."""
+    reference = model_uri.removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    return reference.rsplit("/", 1)[-1]
 
 
 @dataclass

@@ -18,14 +18,12 @@ from tests.e2e.helpers import REPO, graft_in_process, registered_versions, zenml
 
 pytestmark = pytest.mark.e2e
 MODEL, SOURCE_MODEL, SECOND_MODEL = "e2e-photo", "e2e-photo-source", "e2e-photo-second"
-QUICK = {
-    "pretrain": {"epochs": 2},
-    "finetune": {"epoch_scale": 0.05, "patience": 3, "strategies": {"scratch": {}, "feature": {}, "adaptive": {}}},
-}
+QUICK = {"pretrain": {"epochs": 2}, "finetune": {"epoch_scale": 0.05, "patience": 3}}
 
 
 def _write(path, **sections):
     base = deep_merge(yaml.safe_load((REPO / "configs" / "photo.yaml").read_text()), QUICK)
+    base["finetune"]["strategies"] = {"scratch": {}, "feature": {}}  # replaced, not merged: a quick run
     path.write_text(yaml.safe_dump(deep_merge(base, sections)))
     return path
 
@@ -41,7 +39,8 @@ def test_photo_example_registers_the_source_model(first_run):
     assert first_run.returncode == 0, first_run.stderr[-3000:]
     assert "held-out source images" in first_run.stdout
     (source_version,) = registered_versions(SOURCE_MODEL)
-    assert mlflow.MlflowClient().get_registered_model(SOURCE_MODEL).aliases == {"source": source_version.version}
+    aliases = mlflow.MlflowClient().get_registered_model(SOURCE_MODEL).aliases
+    assert {alias: str(version) for alias, version in aliases.items()} == {"source": str(source_version.version)}
     assert source_version.tags["graft.weights"] == "random"
     versions = registered_versions(MODEL)
     assert versions and versions[0].tags["graft.source_model"] == f"models:/{SOURCE_MODEL}/{source_version.version}"
@@ -69,6 +68,7 @@ def test_second_pipeline_starts_from_the_registered_source_model(first_run, tmp_
     assert pretrain_metrics["train_images"] == 0  # no source training
     (version,) = registered_versions(SECOND_MODEL)
     assert version.tags["graft.weights"] == uri and version.tags["graft.weights_version"] == "1"
+    assert version.tags["graft.source_model"].startswith("models:/")  # the pretrain step's logged source model
 
     # graft predict on a photo file: the registered preprocessing (resize, centre crop, ImageNet-style
     # per-channel statistics) is applied; the same numbers by hand

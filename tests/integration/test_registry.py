@@ -48,6 +48,26 @@ def test_logged_model_round_trips_with_metadata(versions):
     assert torch.allclose(expected, actual, atol=1e-5)
 
 
+def test_registered_model_rebuilds_as_a_transferable_bundle(versions):
+    """models:/ weights: the exported graph's state dict and metadata rebuild the Classifier exactly."""
+    from graft.errors import WeightsError
+
+    version, bundle = versions[1]
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "it-source", version)
+    for uri in (f"models:/{MODEL}/{version}", f"models:/{MODEL}@it-source"):
+        rebuilt, resolved = model_registry.load_registered_bundle(uri)
+        assert resolved == str(version)
+        assert rebuilt.spec == bundle.spec and rebuilt.class_names == ["a", "b", "c"]
+        assert rebuilt.state_dict.keys() == bundle.state_dict.keys()
+        assert all(torch.equal(rebuilt.state_dict[key], value) for key, value in bundle.state_dict.items())
+        model = rebuilt.build_model()
+        assert model.layer_groups()[-1] is model.head
+    client.delete_registered_model_alias(MODEL, "it-source")
+    with pytest.raises(WeightsError, match="not found in the registry"):
+        model_registry.load_registered_bundle(f"models:/{MODEL}/99")
+
+
 def test_pickle_free_format_loads_with_pickle_disallowed(versions, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     version, _ = versions[0]
