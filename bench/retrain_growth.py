@@ -146,7 +146,10 @@ def test_keys(target: Path, config: Path) -> list[str]:
     return dataset.keys_of(splits.indices["test"])
 
 
-def external_accuracy(external: Path) -> float:
+def external_accuracy(external: Path, champion: str | None) -> float | None:
+    """The champion's accuracy on the external test set; None while there is no champion."""
+    if champion is None:
+        return None
     from graft.data.ingest import Geometry
     from graft.data.sources import decode_spec
     from graft.registry.model_registry import load_registered
@@ -178,9 +181,9 @@ def growth(args, folder: Path, state: Path, target: Path, external: Path, pool: 
         judged = [key for key in test_keys(target, config) if key not in challenger_seen | champion_seen]
         recorded = int(tags.get("graft.compared_images", -1))
         champion_saw = sum(key in champion_seen for key in test_keys(target, config))
-        accuracy = external_accuracy(external)
+        accuracy = external_accuracy(external, registry.champion())
         fair = recorded == len(judged) and not set(judged) & (challenger_seen | champion_seen)
-        dropped = previous_accuracy is not None and previous_accuracy - accuracy > args.max_drop / 100
+        dropped = None not in (previous_accuracy, accuracy) and previous_accuracy - accuracy > args.max_drop / 100
         if not fair:
             failures.append(f"step {step}: the comparison set ({recorded}) is not the test split less what either model saw ({len(judged)})")
         if dropped:
@@ -191,10 +194,11 @@ def growth(args, folder: Path, state: Path, target: Path, external: Path, pool: 
         row = rows[-1]
         print(f"step {step}: {row['files']} files, run {seconds:.1f} s ({seconds / rows[0]['seconds']:.2f} of the cold run), "
               f"v{latest} -> champion v{row['champion']}; judged on {recorded} test images, {row['excluded']} left out "
-              f"(champion before had seen {champion_saw} of this test split); external test {100 * accuracy:.2f}%"
+              f"(champion before had seen {champion_saw} of this test split); external test "
+              f"{'-' if accuracy is None else f'{100 * accuracy:.2f}%'}"
               f"{' FAIL' if not fair or dropped else ''}", flush=True)
         print(f"  decision: {row['decision'].split(': ', 1)[-1]}", flush=True)
-        previous_accuracy = accuracy
+        previous_accuracy = accuracy if accuracy is not None else previous_accuracy
     return {"rows": rows, "failures": failures}
 
 
