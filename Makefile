@@ -43,8 +43,10 @@ run-photo: setup
 browser:
 	@command -v chromium >/dev/null || (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null))
 
+# Prints the suite's wall-clock time, pass or fail.
 test: setup browser
-	GRAFT_PROGRESS=0 $(BIN)/python -m pytest -m "not docker"
+	@start=$$(date +%s); GRAFT_PROGRESS=0 $(BIN)/python -m pytest -m "not docker"; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$status
 
 # Starts the Docker engine (Debian's docker.io) when none answers: .ci/run runs as root on a fresh machine.
 docker-engine:

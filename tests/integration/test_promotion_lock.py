@@ -20,26 +20,26 @@ import pytest
 
 from graft.errors import ConfigError, RegistryError
 from graft.registry import locking, model_registry
+from tests.services import require_service
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _postgres_reachable() -> bool:
+@pytest.fixture
+def needs_postgres():
+    """PostgreSQL for the advisory-lock tests: skipped without it, failed on CI (``require_service``)."""
     import psycopg2
 
     try:
         psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()
-        return True
-    except psycopg2.Error:
-        return False
+    except psycopg2.Error as error:
+        require_service("PostgreSQL at 127.0.0.1:5432", error)
 
 
-needs_postgres = pytest.mark.skipif(not _postgres_reachable(), reason="PostgreSQL is not running on 127.0.0.1:5432")
-
-
-@pytest.fixture(params=["file", pytest.param("postgres", marks=needs_postgres)])
+@pytest.fixture(params=["file", "postgres"])
 def lock_backend(request, monkeypatch):
     if request.param == "postgres":
+        request.getfixturevalue("needs_postgres")
         monkeypatch.setenv(locking.LOCK_URL_ENV, POSTGRES_URL)
     else:
         monkeypatch.delenv(locking.LOCK_URL_ENV, raising=False)
@@ -75,7 +75,7 @@ def test_locks_of_different_models_do_not_block_each_other(lock_backend, tmp_pat
             pass
 
 
-@needs_postgres
+@pytest.mark.usefixtures("needs_postgres")
 def test_a_killed_holder_does_not_leave_the_model_locked(tmp_path, monkeypatch):
     name = f"killed-{uuid.uuid4().hex[:8]}"
     holder = subprocess.Popen(

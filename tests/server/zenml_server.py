@@ -16,21 +16,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.e2e.helpers import REPO
+from tests.services import require_service  # noqa: F401 (used here and by the server tests)
 
 SCRIPTS = REPO / "infra" / "zenml-server"
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-
-
-def require_service(name: str, error: BaseException) -> None:
-    """No server tests without the database server: a skip on a developer's machine, a failure in CI."""
-    message = f"{name} not reachable ({type(error).__name__}: {str(error).strip()[:160]})"
-    if os.environ.get("CI"):
-        pytest.fail(message + "; CI must provide it")
-    pytest.skip(message)
 
 
 def mysql_admin():
