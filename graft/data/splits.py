@@ -1,15 +1,17 @@
 """Content-keyed target splits, nested per-class label budgets, and the source's seeded holdout.
 
-Each image's split is a function of its own decoded pixels and the salt ``data.split_seed``
-alone: ``u = sha256(salt, pixel sha256)`` read as a number in [0, 1), test below
-``test_fraction``, val below ``test_fraction + val_fraction``, the training pool above (a very
-small class is the one exception, see ``hashed_split``). So a
-target that gains or loses files never moves any other file between splits, a relabelled file
-keeps its split (only its class changes), and two files with the same pixels always share a
-split (no duplicate leaks from train into test). The thresholds are the same for every class, so
-each class is split by the same fractions; as for any rule that keeps every other file in place
-when one is added or removed, a class's counts follow the fractions up to sampling spread
-(standard deviation ``sqrt(n f (1 - f))`` images for a class of ``n``), not exactly.
+Each image's place in the split order is a function of its own decoded pixels and the salt
+``data.split_seed`` alone: ``u = sha256(salt, pixel sha256)``. Within each class the images with
+the lowest ``u`` form the test split, the next ones the val split, by the exact per-class counts
+``round(fraction * class_size)``; the rest is the training pool. So every class is split by the
+configured fractions within one image, also for the small targets that few labels imply, and a
+change of the target moves little else: adding or removing one file of a class moves at most one
+other file of that class across each split boundary (the one whose rank the boundary now falls
+on), files of the other classes not at all, and a relabelled file is a removal from one class and
+an addition to another. Two files with the same pixels share a hash and so a split (no duplicate
+leaks from train into test). That a boundary image can move is why every registered version
+records the content hashes it trained and selected on, and the champion comparison leaves those
+images out (``graft.registry`` and ``graft.promotion``).
 
 The label budget takes, per class, the images of the pool with the smallest salted hash under the
 training seed: adding a file changes the budget by at most that file, and the 5-label set is
@@ -35,39 +37,39 @@ def salted_unit(keys: list[str], salt: str) -> torch.Tensor:
 
 
 def hashed_split(keys: list[str], labels: torch.Tensor, fractions: dict[str, float], salt: str) -> dict[str, torch.Tensor]:
-    """Indices per split name: consecutive ranges of [0, 1) by ``fractions``; the last name takes the rest.
+    """Indices per split name: within each class, images in the order of their salted content hash.
 
-    A class with more images than there are splits but none in some split lends that split the
-    image of its largest split whose hash lies nearest the split's range, so small classes still
-    reach every split (the gate asks for that). Only such a class can see that image move back
-    once it has grown; above a few dozen images per class the hash alone decides.
+    A class of ``n`` images gives its ``round(fraction * n)`` lowest-hash images to the first name,
+    the next ``round(fraction * n)`` to the second, and so on; the last name takes the rest. A class
+    with more images than there are splits gives every split at least one. Identical pixels share
+    a hash and are never cut apart by a boundary.
     """
     names = list(fractions)
     units = salted_unit(keys, salt)
-    bounds, low = {}, 0.0
-    for name in names[:-1]:
-        bounds[name] = (low, low + fractions[name])
-        low += fractions[name]
-    bounds[names[-1]] = (low, 1.0)
     assigned = torch.full((len(keys),), len(names) - 1, dtype=torch.int64)
-    for position, name in enumerate(names[:-1]):
-        start, stop = bounds[name]
-        assigned[(units >= start) & (units < stop)] = position
     for label in labels.unique().tolist():
-        _lend_to_empty_splits(assigned, units, torch.nonzero(labels == label).flatten(), [bounds[name] for name in names])
+        members = torch.nonzero(labels == label).flatten()
+        counts = _quota(members.numel(), [fractions[name] for name in names[:-1]], len(names))
+        _assign_by_rank(assigned, units, members, counts)
     return {name: torch.nonzero(assigned == position).flatten() for position, name in enumerate(names)}
 
 
-def _lend_to_empty_splits(assigned: torch.Tensor, units: torch.Tensor, members: torch.Tensor, bounds: list[tuple[float, float]]) -> None:
-    if members.numel() <= len(bounds):
-        return
-    for position, (start, stop) in enumerate(bounds):
-        counts = torch.bincount(assigned[members], minlength=len(bounds))
-        if counts[position] > 0:
-            continue
-        donors = members[assigned[members] == int(counts.argmax())]
-        middle = (start + stop) / 2
-        assigned[donors[torch.argmin((units[donors] - middle).abs())]] = position
+def _quota(size: int, fractions: list[float], splits: int) -> list[int]:
+    floor = 1 if size > splits else 0
+    return [max(floor, round(fraction * size)) for fraction in fractions]
+
+
+def _assign_by_rank(assigned: torch.Tensor, units: torch.Tensor, members: torch.Tensor, counts: list[int]) -> None:
+    order = members[torch.argsort(units[members], stable=True)]
+    ranked = units[order]
+    start = 0
+    for position, count in enumerate(counts):
+        stop = min(start + count, order.numel())
+        while 0 < stop < order.numel() and ranked[stop] == ranked[stop - 1]:
+            stop += 1  # a run of identical images stays on one side of the boundary
+        assigned[order[start:stop]] = position
+        start = stop
+
 
 def _per_class_permutations(labels: torch.Tensor, num_classes: int, seed: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
