@@ -115,7 +115,8 @@ def test_champion_loads_and_predicts_held_out_images(first_run, quick_config):
     splits = split_target(dataset, data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, config.seed)
     images, labels = splits.images("test"), splits.labels("test")
     spec = info.metadata["preprocessing"]
-    inputs = (images.float() / 255.0 - spec["mean"]) / spec["std"]
+    mean, std = (torch.tensor(spec[key], dtype=torch.float32).view(1, -1, 1, 1) for key in ("mean", "std"))
+    inputs = (images.float() / 255.0 - mean) / std
     with torch.no_grad():
         predictions = model(inputs).argmax(dim=1)
     accuracy = float((predictions == labels).float().mean())
@@ -239,7 +240,7 @@ def test_report_renders_in_headless_chromium(first_run, tmp_path):
     dom = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     loaded = re.search(r'data-loaded="(\d+)"', dom.stdout)
     assert loaded, dom.stderr[-2000:]
-    assert int(loaded.group(1)) == 8  # four training-curve and four confusion-matrix figures
+    assert int(loaded.group(1)) == 9  # four training curves, four confusion matrices, champion accuracy across target versions
     assert "Promotion decision" in dom.stdout and "promoted to champion" in dom.stdout
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, "--window-size=1200,2000", f"--screenshot={shot}", probe.as_uri()], capture_output=True, timeout=120)
