@@ -265,7 +265,11 @@ def packages_listed_once():
 def champion(tmp_path_factory) -> Champion:
     """A first, good run of MODEL on a folder of digits: the registry state no bad run may change."""
     digits = _digit_folder(tmp_path_factory.mktemp("champion") / "digits", 20)
-    config = write_config(tmp_path_factory.mktemp("cfg") / "champion.yaml", MODEL, STRATEGIES, data={"target": str(digits)})
+    # 20 images per class leave 80 test images: below the shipped promotion.min_test_images of 100.
+    config = write_config(
+        tmp_path_factory.mktemp("cfg") / "champion.yaml", MODEL, STRATEGIES,
+        data={"target": str(digits)}, promotion={"min_test_images": 50},
+    )
     result = graft_in_process("run", "--config", str(config))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "PROMOTED to champion" in result.stdout, result.stdout[-3000:]
