@@ -30,9 +30,9 @@ def transfer_pipeline(source: str, target: str, settings: dict, source_fingerpri
     target_splits, validation_report = validate_target(
         target=target,
         target_fingerprint=target_fingerprint,
-        settings=config_sections(settings, ("seed", "data", "gate", "registry", "tracking")),
+        settings=config_sections(settings, ("seed", "data", "model", "pretrain", "gate", "registry", "tracking")),
         after="pretrain",
     )
-    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "finetune", "compute")))
+    candidates = finetune(source_model, target_splits, settings=config_sections(settings, ("seed", "device", "data", "model", "pretrain", "finetune", "compute")))
     evaluation = evaluate(candidates, target_splits, source_model, settings=config_sections(settings, ("finetune", "promotion")))
     register(candidates, evaluation, target_splits, pretrain_metrics, validation_report, settings=settings)
