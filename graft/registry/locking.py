@@ -95,21 +95,10 @@ def run_lock(lock_dir: Path, model_name: str, exclusive: bool, wait: float | Non
 
 @contextmanager
 def file_lock(lock_dir: Path, model_name: str, timeout: float) -> Iterator[None]:
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"promote-{model_name}.lock", "w") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _busy(model_name, timeout, str(lock_dir)) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_file_lock(lock_dir / f"promote-{model_name}.lock", wait=timeout) as held:
+        if not held:
+            raise _busy(model_name, timeout, str(lock_dir))
+        yield
 
 
 @contextmanager
