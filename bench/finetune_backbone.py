@@ -66,7 +66,8 @@ def graft_loop(model, images, labels, val_images, val_labels, batch_size, size) 
     import torch
 
     from graft.data.preprocessing import PreprocessingSpec
-    from graft.training.loop import Phase, TrainingData, fit
+    from graft.training.loop import TrainingData, fit
+    from graft.training.phases import Phase
 
     spec = PreprocessingSpec(frame_size=size, channels=3, mean=MEAN, std=STD, geometry="photo", crop_size=size)
     phase = Phase("finetune", 1, [{"params": list(model.parameters()), "lr": 1e-3, "weight_decay": 5e-4}])

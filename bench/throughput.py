@@ -96,7 +96,8 @@ def graft_loop(images, labels, val_images, val_labels, num_classes, device, epoc
     """Images per second of ``fit``: end to end, and in its training batches only."""
     import torch
 
-    from graft.training.loop import Phase, TrainingData, fit
+    from graft.training.loop import TrainingData, fit
+    from graft.training.phases import Phase
 
     model = build_model(num_classes, device)
     phase = Phase("pretrain", epochs, [{"params": list(model.parameters()), "lr": 3e-3, "weight_decay": 5e-4}])
@@ -129,7 +130,7 @@ def training_flops_per_image(num_classes, device) -> float:
 def bench_loop(args) -> None:
     import torch
 
-    from graft.config import ComputeConfig
+    from graft.training.settings import ComputeConfig
     from graft.data.preprocessing import PreprocessingSpec
     from graft.training.devices import resolve_device
 

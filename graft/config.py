@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from graft.errors import ConfigError
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from graft.strict_model import StrictModel
+from graft.training.settings import AugmentationConfig, ComputeConfig, PretrainAugmentationConfig
 
 
 class DataConfig(StrictModel):
@@ -84,40 +82,6 @@ class ModelConfig(StrictModel):
             if problem:
                 raise ValueError(f"{NESTED_LOCATION}weights{NESTED_LOCATION}{problem}")
         return self
-
-
-class AugmentationConfig(StrictModel):
-    rotation_degrees: float = Field(12.0, ge=0, le=180)
-    scale_range: tuple[float, float] = (0.9, 1.1)
-    translate_fraction: float = Field(0.08, ge=0, le=0.5)
-    shear_degrees: float = Field(8.0, ge=0, le=45)
-    low_resolution_probability: float = Field(
-        0.0, ge=0, le=1, description="Chance that an image is rendered at low resolution and scaled back."
-    )
-    low_resolution_sizes: tuple[int, int] = (7, 14)
-    crop_scale: tuple[float, float] = Field(
-        (0.25, 1.0), description="photo: area fraction range of RandomResizedCrop (the affine keys apply to digits only)."
-    )
-    horizontal_flip: bool = Field(True, description="photo: flip half the training images left to right.")
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _check_ranges(self) -> "AugmentationConfig":
-        low, high = self.scale_range
-        if not 0 < low <= high:
-            raise ValueError("scale_range must be [low, high] with 0 < low <= high")
-        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError("crop_scale must be [low, high] with 0 < low <= high <= 1")
-        small, large = self.low_resolution_sizes
-        if not 2 <= small <= large:
-            raise ValueError("low_resolution_sizes must be [smallest, largest] with 2 <= smallest <= largest")
-        return self
-
-
-class PretrainAugmentationConfig(AugmentationConfig):
-    """Source pretraining renders half its images at low resolution, like the 8x8 target scans."""
-
-    low_resolution_probability: float = Field(0.5, ge=0, le=1)
 
 
 class PretrainConfig(StrictModel):
@@ -255,30 +219,6 @@ class WatchConfig(StrictModel):
     min_changed_fraction: float = Field(
         0.0, ge=0, le=1, description="The same, as a fraction of the last trained data's files; both minimums must be met."
     )
-
-
-class DistributedConfig(StrictModel):
-    pretrain: bool = Field(False, description="Run the pretrain step's training under torchrun with DDP.")
-    finetune: bool = Field(False, description="Run each fine-tuning candidate under torchrun with DDP.")
-    processes: int | Literal["gpus"] = Field(
-        "gpus", description="Processes per node: 'gpus' = one per visible GPU (NCCL), or a number (gloo on CPU)."
-    )
-
-    @field_validator("processes")
-    @classmethod
-    def _at_least_one(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("processes must be at least 1 or 'gpus'")
-        return value
-
-
-class ComputeConfig(StrictModel):
-    """How training uses the hardware; the CUDA-only switches are ignored on the CPU."""
-
-    bf16_autocast: bool = Field(True, description="CUDA: forward and loss in bfloat16 autocast.")
-    channels_last: bool = Field(True, description="CUDA: model and image batches in channels-last layout.")
-    compile: bool = Field(False, description="torch.compile the training model (slow first epoch).")
-    distributed: DistributedConfig = DistributedConfig()
 
 
 class GraftConfig(StrictModel):

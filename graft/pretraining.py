@@ -17,7 +17,8 @@ from graft.models.weights import InitialModel, load_initial_model
 from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
-from graft.training.loop import Phase, TrainingData, TrainingResult, fit
+from graft.training.loop import TrainingData, TrainingResult, fit
+from graft.training.phases import Phase
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

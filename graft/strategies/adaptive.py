@@ -22,7 +22,7 @@ from graft.strategies.base import StrategyParams, TransferContext, TransferStrat
 from graft.strategies.regularizers import L2SP
 from graft.training.batchnorm import reestimate_batch_norm
 from graft.training.freezing import BATCH_NORM_TYPES, freeze, unfreeze
-from graft.training.loop import Phase, Regularizer
+from graft.training.phases import Phase, Regularizer
 
 
 class AdaptiveParams(StrategyParams):

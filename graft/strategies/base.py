@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graft.models.architectures import ArchitectureSpec, Classifier, build_classifier
 from graft.models.bundle import ModelBundle
-from graft.training.loop import Phase, Regularizer
+from graft.training.phases import Phase, Regularizer
 
 
 class StrategyParams(BaseModel):

@@ -8,7 +8,7 @@ from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, register_strategy, source_model_for_target
 from graft.training.freezing import freeze
-from graft.training.loop import Phase
+from graft.training.phases import Phase
 
 
 class FeatureParams(StrategyParams):

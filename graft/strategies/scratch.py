@@ -7,7 +7,7 @@ from pydantic import Field
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, fresh_model, register_strategy
-from graft.training.loop import Phase
+from graft.training.phases import Phase
 
 
 class ScratchParams(StrategyParams):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from graft.config import AugmentationConfig, DataConfig
+from graft.training.settings import AugmentationConfig
+
+if TYPE_CHECKING:
+    from graft.config import DataConfig
 
 
 @dataclass

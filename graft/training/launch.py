@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from graft.config import DistributedConfig
+from graft.training.settings import DistributedConfig
 from graft.errors import ConfigError, GraftError
 from graft.training import distributed
 

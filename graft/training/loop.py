@@ -20,24 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from graft.config import ComputeConfig
 from graft.data.preprocessing import PreprocessingSpec, normalise, standardise_
 from graft.training import distributed
 from graft.training.augment import BatchAugmenter
 from graft.training.freezing import train_mode
+from graft.training.phases import Phase, Regularizer
+from graft.training.settings import ComputeConfig
 
 PROGRESS_ENV = "GRAFT_PROGRESS"
-
-
-@dataclass
-class Phase:
-    """A stretch of training with fixed trainable parameters and learning rates."""
-
-    name: str
-    epochs: int
-    param_groups: list[dict]
-    frozen_batch_norm_statistics: bool = False
-    warmup_fraction: float = 0.05
 
 
 @dataclass
@@ -87,9 +77,6 @@ class TrainingData:
 
     def to(self, device: torch.device) -> "TrainingData":
         return TrainingData(*(tensor.to(device) for tensor in (self.train_images, self.train_labels, self.val_images, self.val_labels)))
-
-
-Regularizer = Callable[[nn.Module], torch.Tensor]
 
 
 def progress_enabled() -> bool:
@@ -207,7 +194,68 @@ def fit(
     arguments and joins the process group here, with the backend for the model's device;
     ``batch_size`` stays the global batch, split across the processes.
     """
-    compute = compute or ComputeConfig()
+    started = time.perf_counter()
+    run = _start_fit(
+        model, data, preprocessing, compute or ComputeConfig(),
+        batch_size=batch_size, patience=patience, generator=generator, augment=augment, regularizer=regularizer, label=label,
+    )
+    for phase in phases:
+        if phase.epochs > 0 and phase.param_groups:
+            _train_phase(run, phase)
+    run.restore_batch_norm()
+    if run.channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    model.load_state_dict(run.best_state)
+    model.eval()
+    run.result.seconds = time.perf_counter() - started
+    return run.result
+
+
+@dataclass
+class _FitRun:
+    """What every phase, epoch and batch of one ``fit`` shares."""
+
+    model: nn.Module
+    data: TrainingData
+    preprocessing: PreprocessingSpec
+    compute: ComputeConfig
+    device: torch.device
+    group: distributed.ProcessGroup
+    channels_last: bool
+    restore_batch_norm: Callable[[], None]
+    batch_size: int
+    patience: int
+    generator: torch.Generator
+    augment: Callable[[torch.Tensor], torch.Tensor] | None
+    regularizer: Regularizer | None
+    label: str
+    best_state: dict[str, torch.Tensor]
+    result: TrainingResult = field(default_factory=TrainingResult)
+    epochs_run: int = 0
+
+
+@dataclass
+class _PhaseRun:
+    """One phase's optimiser, learning-rate schedule, training wrapper and progress bar."""
+
+    phase: Phase
+    training_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Callable[[int], float]
+    base_rates: list[float]
+    bar: tqdm
+    steps_taken: int = 0
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.steps_taken += 1
+        _scale_learning_rates(self.optimizer, self.base_rates, self.schedule(self.steps_taken))
+
+
+def _start_fit(
+    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, compute: ComputeConfig, **options
+) -> _FitRun:
+    """Join the process group, move the data to the model's device, set the layout and BN sync."""
     device = next(model.parameters()).device
     group = distributed.init_from_env(device)
     data = data.to(device)
@@ -215,135 +263,148 @@ def fit(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     restore_batch_norm = distributed.synchronise_batch_norm(model, device) if group.distributed else (lambda: None)
-    autocast = _autocast(device, compute)
-    result = TrainingResult()
     # filled with copy_ whenever validation improves: no allocation per improving epoch
     best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    count = data.train_images.shape[0]
-    started = time.perf_counter()
-    epoch_counter = 0
-    for phase in phases:
-        if phase.epochs <= 0 or not phase.param_groups:
-            continue
-        trainable = {id(parameter) for group_ in phase.param_groups for parameter in group_["params"]}
-        for parameter in model.parameters():
-            parameter.requires_grad_(id(parameter) in trainable)
-        # copies: the schedule rewrites each group's "lr", and the phase should keep its own rates
-        optimizer = torch.optim.AdamW([dict(group_) for group_ in phase.param_groups], fused=device.type == "cuda" or None)
-        steps_per_epoch = max(1, math.ceil(count / batch_size))
-        # set directly rather than through LambdaLR, whose per-step bookkeeping shows in small models' step times
-        schedule = _cosine_with_warmup(phase.epochs * steps_per_epoch, phase.warmup_fraction)
-        base_rates = [group_["lr"] for group_ in optimizer.param_groups]
-        steps_taken = 0
-        _scale_learning_rates(optimizer, base_rates, schedule(steps_taken))
-        # DDP registers gradient hooks for the parameters trainable now, hence one wrapper per phase
-        training_model = distributed.wrap_for_data_parallel(model, device) if group.distributed else model
-        if compute.compile:
-            training_model = torch.compile(training_model)
-        stale_epochs = 0
-        bar = tqdm(
-            total=phase.epochs * steps_per_epoch,
-            desc=f"{label}:{phase.name}",
-            unit="batch",
-            file=sys.stderr,
-            disable=not (progress_enabled() and group.is_main),
-            dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 15.0,  # cron and pod logs: a line per 15 s, not a flood
-            leave=True,
+    return _FitRun(
+        model, data, preprocessing, compute, device, group, channels_last, restore_batch_norm, best_state=best_state, **options
+    )
+
+
+def _start_phase(run: _FitRun, phase: Phase) -> _PhaseRun:
+    model, device = run.model, run.device
+    trainable = {id(parameter) for group_ in phase.param_groups for parameter in group_["params"]}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trainable)
+    # copies: the schedule rewrites each group's "lr", and the phase should keep its own rates
+    optimizer = torch.optim.AdamW([dict(group_) for group_ in phase.param_groups], fused=device.type == "cuda" or None)
+    steps_per_epoch = max(1, math.ceil(run.data.train_images.shape[0] / run.batch_size))
+    # set directly rather than through LambdaLR, whose per-step bookkeeping shows in small models' step times
+    schedule = _cosine_with_warmup(phase.epochs * steps_per_epoch, phase.warmup_fraction)
+    base_rates = [group_["lr"] for group_ in optimizer.param_groups]
+    _scale_learning_rates(optimizer, base_rates, schedule(0))
+    # DDP registers gradient hooks for the parameters trainable now, hence one wrapper per phase
+    training_model = distributed.wrap_for_data_parallel(model, device) if run.group.distributed else model
+    if run.compute.compile:
+        training_model = torch.compile(training_model)
+    bar = tqdm(
+        total=phase.epochs * steps_per_epoch,
+        desc=f"{run.label}:{phase.name}",
+        unit="batch",
+        file=sys.stderr,
+        disable=not (progress_enabled() and run.group.is_main),
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 15.0,  # cron and pod logs: a line per 15 s, not a flood
+        leave=True,
+    )
+    return _PhaseRun(phase, training_model, optimizer, schedule, base_rates, bar)
+
+
+def _train_phase(run: _FitRun, phase: Phase) -> None:
+    """The phase's epochs, stopping after ``patience`` epochs without a better validation score."""
+    phase_run = _start_phase(run, phase)
+    stale_epochs = 0
+    for epoch in range(1, phase.epochs + 1):
+        record = _run_epoch(run, phase_run)
+        phase_run.bar.set_postfix_str(
+            f"epoch {epoch}/{phase.epochs} loss {record.train_loss:.3f} acc {record.train_accuracy:.3f} "
+            f"val_acc {record.val_accuracy:.3f}",
+            refresh=False,
         )
-        for epoch in range(1, phase.epochs + 1):
-            epoch_counter += 1
-            epoch_started = time.perf_counter()
-            train_mode(training_model, phase.frozen_batch_norm_statistics)
-            order = torch.randperm(count, generator=generator).to(device)
-            # summed on the device and read once per epoch: a per-batch .item() would stall the GPU
-            loss_total = torch.zeros((), device=device, dtype=torch.float64)
-            correct_total = torch.zeros((), device=device, dtype=torch.float64)
-            seen = 0
-            for start in range(0, count, batch_size):
-                global_index = order[start : start + batch_size]
-                global_count = global_index.numel()
-                if global_count < 2 and count >= 2:
-                    bar.update(1)
-                    continue  # a single image breaks BatchNorm in training mode
-                if group.distributed:
-                    first, last = distributed.share(global_count, group)
-                    batch_index = global_index[first:last]
-                else:
-                    batch_index = global_index
-                pixels = data.train_images[batch_index].float().div_(255.0)
-                if augment is not None:
-                    if group.distributed and isinstance(augment, BatchAugmenter):
-                        pixels = augment.apply(pixels, augment.draw(global_count).rows(first, last))
-                    else:
-                        pixels = augment(pixels)
-                inputs = standardise_(pixels, preprocessing)
-                if channels_last:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                targets = data.train_labels[batch_index]
-                with autocast:
-                    logits = training_model(inputs)
-                if group.distributed:
-                    # DDP averages gradients over processes; scaling each share's summed loss by
-                    # world_size / global batch makes that average the global batch's mean loss,
-                    # also when the shares differ in size
-                    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-                    loss = loss_sum * (group.world_size / global_count)
-                else:
-                    loss = F.cross_entropy(logits.float(), targets)
-                    loss_sum = loss.detach() * targets.shape[0]
-                total = loss + regularizer(model) if regularizer is not None else loss
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                steps_taken += 1
-                _scale_learning_rates(optimizer, base_rates, schedule(steps_taken))
-                loss_total.add_(loss_sum.detach())
-                correct_total.add_((logits.detach().argmax(dim=1) == targets).sum())
-                seen += global_count
-                bar.update(1)
-            totals = torch.stack((loss_total, correct_total))
-            train_loss_sum, correct = distributed.sum_across(totals, group).tolist()  # also waits for the device
-            validation_started = time.perf_counter()
-            result.train_seconds += validation_started - epoch_started
-            result.images_seen += seen
-            val_loss, val_accuracy = _evaluate_share(model, data, preprocessing, group, compute)
-            result.val_seconds += time.perf_counter() - validation_started
-            record = EpochRecord(
-                phase=phase.name,
-                epoch=epoch_counter,
-                train_loss=train_loss_sum / max(seen, 1),
-                train_accuracy=correct / max(seen, 1),
-                val_loss=val_loss,
-                val_accuracy=val_accuracy,
-                learning_rate=optimizer.param_groups[0]["lr"],  # strategies list the head's group first
-            )
-            result.history.append(record)
-            bar.set_postfix_str(
-                f"epoch {epoch}/{phase.epochs} loss {record.train_loss:.3f} acc {record.train_accuracy:.3f} "
-                f"val_acc {val_accuracy:.3f}",
-                refresh=False,
-            )
-            improved = val_accuracy > result.best_val_accuracy or (
-                val_accuracy == result.best_val_accuracy and val_loss < result.best_val_loss
-            )
-            if improved or not result.history[:-1]:
-                result.best_val_accuracy, result.best_val_loss, result.best_epoch = val_accuracy, val_loss, epoch_counter
-                for name, tensor in model.state_dict().items():
-                    best_state[name].copy_(tensor)
-                stale_epochs = 0
-            else:
-                stale_epochs += 1
-                if stale_epochs >= patience:
-                    break
-        bar.close()
-    restore_batch_norm()
-    if channels_last:
-        model.to(memory_format=torch.contiguous_format)
-    model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.perf_counter() - started
-    return result
+        if _keep_if_best(run, record):
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+            if stale_epochs >= run.patience:
+                break
+    phase_run.bar.close()
+
+
+def _run_epoch(run: _FitRun, phase_run: _PhaseRun) -> EpochRecord:
+    """One pass over the training images, then validation; the epoch's record is added to the result."""
+    run.epochs_run += 1
+    epoch_started = time.perf_counter()
+    train_loss_sum, correct, seen = _train_epoch(run, phase_run)
+    validation_started = time.perf_counter()
+    run.result.train_seconds += validation_started - epoch_started
+    run.result.images_seen += seen
+    val_loss, val_accuracy = _evaluate_share(run.model, run.data, run.preprocessing, run.group, run.compute)
+    run.result.val_seconds += time.perf_counter() - validation_started
+    record = EpochRecord(
+        phase=phase_run.phase.name,
+        epoch=run.epochs_run,
+        train_loss=train_loss_sum / max(seen, 1),
+        train_accuracy=correct / max(seen, 1),
+        val_loss=val_loss,
+        val_accuracy=val_accuracy,
+        learning_rate=phase_run.optimizer.param_groups[0]["lr"],  # strategies list the head's group first
+    )
+    run.result.history.append(record)
+    return record
+
+
+def _train_epoch(run: _FitRun, phase_run: _PhaseRun) -> tuple[float, float, int]:
+    """Summed training loss, correct predictions and images seen over the epoch, across processes."""
+    count = run.data.train_images.shape[0]
+    train_mode(phase_run.training_model, phase_run.phase.frozen_batch_norm_statistics)
+    order = torch.randperm(count, generator=run.generator).to(run.device)
+    # summed on the device and read once per epoch: a per-batch .item() would stall the GPU
+    totals = torch.zeros(2, device=run.device, dtype=torch.float64)
+    seen = 0
+    for start in range(0, count, run.batch_size):
+        global_index = order[start : start + run.batch_size]
+        if global_index.numel() >= 2 or count < 2:  # a single image breaks BatchNorm in training mode
+            totals += _train_batch(run, phase_run, global_index)
+            seen += global_index.numel()
+        phase_run.bar.update(1)
+    train_loss_sum, correct = distributed.sum_across(totals, run.group).tolist()  # also waits for the device
+    return train_loss_sum, correct, seen
+
+
+def _train_batch(run: _FitRun, phase_run: _PhaseRun, global_index: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on this process's share of the batch; returns its (loss sum, correct)."""
+    global_count, group = global_index.numel(), run.group
+    first, last = distributed.share(global_count, group) if group.distributed else (0, global_count)
+    batch_index = global_index[first:last]
+    pixels = run.data.train_images[batch_index].float().div_(255.0)
+    if run.augment is not None:
+        if group.distributed and isinstance(run.augment, BatchAugmenter):
+            pixels = run.augment.apply(pixels, run.augment.draw(global_count).rows(first, last))
+        else:
+            pixels = run.augment(pixels)
+    inputs = standardise_(pixels, run.preprocessing)
+    if run.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    targets = run.data.train_labels[batch_index]
+    with _autocast(run.device, run.compute):
+        logits = phase_run.training_model(inputs)
+    if group.distributed:
+        # DDP averages gradients over processes; scaling each share's summed loss by
+        # world_size / global batch makes that average the global batch's mean loss,
+        # also when the shares differ in size
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        loss = loss_sum * (group.world_size / global_count)
+    else:
+        loss = F.cross_entropy(logits.float(), targets)
+        loss_sum = loss.detach() * targets.shape[0]
+    total = loss + run.regularizer(run.model) if run.regularizer is not None else loss
+    phase_run.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    phase_run.step()
+    return torch.stack((loss_sum.detach().double(), (logits.detach().argmax(dim=1) == targets).sum().double()))
+
+
+def _keep_if_best(run: _FitRun, record: EpochRecord) -> bool:
+    """Keep the weights when validation improved (or on the first epoch); True when it improved."""
+    result = run.result
+    improved = record.val_accuracy > result.best_val_accuracy or (
+        record.val_accuracy == result.best_val_accuracy and record.val_loss < result.best_val_loss
+    )
+    if improved or len(result.history) == 1:
+        result.best_val_accuracy, result.best_val_loss, result.best_epoch = record.val_accuracy, record.val_loss, record.epoch
+        for name, tensor in run.model.state_dict().items():
+            run.best_state[name].copy_(tensor)
+        return True
+    return False
 
 
 def _scale_learning_rates(optimizer: torch.optim.Optimizer, base_rates: list[float], factor: float) -> None:

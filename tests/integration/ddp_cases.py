@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from graft.config import AugmentationConfig
+from graft.training.settings import AugmentationConfig
 from graft.data.preprocessing import PreprocessingSpec
 from graft.models.architectures import ArchitectureSpec, build_classifier
 from graft.training.augment import BatchAugmenter
-from graft.training.loop import Phase, TrainingData, fit
+from graft.training.loop import TrainingData, fit
+from graft.training.phases import Phase
 
 PREPROCESSING = PreprocessingSpec(frame_size=28, content_box=20, channels=1, mean=0.2, std=0.3)
 CORNERS = [(3, 3), (3, 17), (17, 3)]

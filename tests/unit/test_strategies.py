@@ -20,7 +20,8 @@ from graft.strategies import (
 from graft.strategies import base as strategies_base
 from graft.strategies.base import StrategyParams, fresh_model
 from graft.strategies.regularizers import L2SP
-from graft.training.loop import Phase, TrainingData, fit
+from graft.training.loop import TrainingData, fit
+from graft.training.phases import Phase
 
 BUILTIN = {"scratch", "parameter", "feature", "adaptive"}
 

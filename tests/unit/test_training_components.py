@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from graft.config import AugmentationConfig
+from graft.training.settings import AugmentationConfig
 from graft.errors import ConfigError
 from graft.models.architectures import ArchitectureSpec, build_classifier
 from graft.training import distributed

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from graft.data.preprocessing import normalise
 from graft.models.architectures import ArchitectureSpec, build_classifier
-from graft.training.loop import Phase, TrainingData, _cosine_with_warmup, fit, predict_logits
+from graft.training.loop import TrainingData, _cosine_with_warmup, fit, predict_logits
+from graft.training.phases import Phase
 
 
 def lenet(seed: int = 0, width: int = 4):
