@@ -44,6 +44,8 @@ class BatchAugmenter:
     gets the transform it would get in single-process training.
     """
 
+    on_uint8 = False  # gets float pixels in [0, 1]
+
     def __init__(self, config: AugmentationConfig, generator: torch.Generator):
         self.config = config
         self.generator = generator
@@ -118,6 +120,7 @@ class PhotoAugmenter(BatchAugmenter):
     data-parallel processes draw for the global batch from one generator."""
 
     RATIO = (3 / 4, 4 / 3)
+    on_uint8 = True  # crops, resizes and flips the stored uint8 pixels, before the cast to float
 
     def __init__(self, config: AugmentationConfig, generator: torch.Generator, frame_size: int, crop_size: int):
         super().__init__(config, generator)

@@ -189,7 +189,8 @@ def fit(
 ) -> TrainingResult:
     """Train ``model`` in place through ``phases``; restore the best-validation weights.
 
-    ``augment`` gets float pixels in [0, 1] and may return them modified; its result is normalised
+    ``augment`` gets float pixels in [0, 1] and may return them modified (one whose ``on_uint8``
+    is true, the photo crop, gets the stored uint8 pixels before the cast); its result is normalised
     in place. Under torchrun (``graft.training.distributed``) every process runs this with the same
     arguments and joins the process group here, with the backend for the model's device;
     ``batch_size`` stays the global batch, split across the processes.
@@ -365,12 +366,13 @@ def _train_batch(run: _FitRun, phase_run: _PhaseRun, global_index: torch.Tensor)
     global_count, group = global_index.numel(), run.group
     first, last = distributed.share(global_count, group) if group.distributed else (0, global_count)
     batch_index = global_index[first:last]
-    pixels = run.data.train_images[batch_index].float().div_(255.0)
-    if run.augment is not None:
-        if group.distributed and isinstance(run.augment, BatchAugmenter):
-            pixels = run.augment.apply(pixels, run.augment.draw(global_count).rows(first, last))
-        else:
-            pixels = run.augment(pixels)
+    pixels = run.data.train_images[batch_index]
+    on_uint8 = run.augment is not None and getattr(run.augment, "on_uint8", False)
+    if on_uint8:  # crops and flips move uint8 pixels: a quarter of the bytes of float
+        pixels = _augmented(run, pixels, global_count, first, last)
+    pixels = pixels.float().div_(255.0)
+    if run.augment is not None and not on_uint8:
+        pixels = _augmented(run, pixels, global_count, first, last)
     inputs = standardise_(pixels, run.preprocessing)
     if run.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -391,6 +393,13 @@ def _train_batch(run: _FitRun, phase_run: _PhaseRun, global_index: torch.Tensor)
     total.backward()
     phase_run.step()
     return torch.stack((loss_sum.detach().double(), (logits.detach().argmax(dim=1) == targets).sum().double()))
+
+
+def _augmented(run: _FitRun, pixels: torch.Tensor, global_count: int, first: int, last: int) -> torch.Tensor:
+    """The batch's training view; data-parallel processes apply their rows of one global draw."""
+    if run.group.distributed and isinstance(run.augment, BatchAugmenter):
+        return run.augment.apply(pixels, run.augment.draw(global_count).rows(first, last))
+    return run.augment(pixels)
 
 
 def _keep_if_best(run: _FitRun, record: EpochRecord) -> bool:

@@ -62,6 +62,9 @@ def test_photo_augmenter_crops_flips_and_is_deterministic(tmp_path):
     off = config.finetune.augmentation.model_copy(update={"enabled": False})
     centre = make_augmenter(config.data, off, torch.Generator().manual_seed(0))(batch)
     assert torch.equal(centre, batch[:, :, 4:68, 4:68])  # evaluation's centre crop
+    stored = (batch * 255).to(torch.uint8)
+    crops = make_augmenter(config.data, config.finetune.augmentation, torch.Generator().manual_seed(0))(stored)
+    assert first.on_uint8 and crops.dtype == torch.uint8 and crops.shape == (6, 3, 64, 64)
 
 
 def test_config_photo_and_no_source_rules(tmp_path):

@@ -153,6 +153,21 @@ def test_fit_calls_augment_on_unit_range_pixels(data, preprocessing):
     assert all(size == 16 and low >= 0.0 and high <= 1.0 for size, low, high in seen)
 
 
+def test_fit_gives_a_uint8_augmenter_the_stored_pixels(data, preprocessing):
+    seen = []
+
+    class CropOnBytes:
+        on_uint8 = True  # the photo crop's contract: stored pixels in, the same dtype out
+
+        def __call__(self, batch):
+            seen.append(batch.dtype)
+            return batch
+
+    model = lenet()
+    run(model, data, [Phase("a", 1, all_params(model))], preprocessing, augment=CropOnBytes())
+    assert seen == [torch.uint8] * 3
+
+
 def test_fit_skips_a_trailing_single_image_batch(data, preprocessing):
     images = torch.cat([data.train_images, data.train_images[:1]])
     labels = torch.cat([data.train_labels, data.train_labels[:1]])
