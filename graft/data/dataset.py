@@ -1,7 +1,9 @@
-"""In-memory image datasets: decoded uint8 tensors, never per-image objects.
+"""Image datasets: decoded uint8 images, in shards on disk or in a tensor, never per-image objects.
 
-Both classes convert to and from a plain dict of tensors and primitives (``to_state`` /
-``from_state``), which ``torch.load(weights_only=True)`` reads back without unpickling code.
+Images are a uint8 tensor (built-in and test data) or ``ShardImages`` (the decode cache's shards,
+read a batch at a time). Both classes convert to and from a plain dict of tensors and primitives
+(``to_state`` / ``from_state``) that ``torch.load(weights_only=True)`` reads back without unpickling
+code; for sharded images that dict holds the shard locations and the index, never the pixels.
 """
 
 from __future__ import annotations
@@ -12,11 +14,17 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from graft.data.shards import ShardImages, iter_batches
 
-def content_fingerprint(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> str:
+Images = torch.Tensor | ShardImages
+
+
+def content_fingerprint(images: Images, labels: torch.Tensor, class_names: list[str]) -> str:
+    """sha256 of the images' shape and bytes (read a batch at a time), labels and class names."""
     digest = hashlib.sha256()
     digest.update(str(tuple(images.shape)).encode())
-    digest.update(images.contiguous().numpy().tobytes())
+    for batch in iter_batches(images, 4096):
+        digest.update(batch.contiguous().numpy().tobytes())
     digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
     digest.update("\x1f".join(class_names).encode())
     return digest.hexdigest()
@@ -37,7 +45,7 @@ SPLIT_CODES = {None: -1, **{name: code for code, name in enumerate(PREDEFINED_SP
 class ImageDataset:
     """Decoded images ``(N, C, H, W)`` uint8, integer labels into ``class_names``."""
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
     class_names: list[str]
     origin: str
@@ -76,8 +84,9 @@ class ImageDataset:
         return torch.bincount(labels, minlength=self.num_classes).tolist()
 
     def to_state(self) -> dict:
+        images = self.images
         return {
-            "images": self.images,
+            "images": images if isinstance(images, torch.Tensor) else {"shards": images.to_state()},
             "labels": self.labels,
             "class_names": list(self.class_names),
             "origin": self.origin,
@@ -99,7 +108,15 @@ class ImageDataset:
 
     @classmethod
     def from_state(cls, state: dict) -> "ImageDataset":
-        return cls(**state)
+        images = state["images"]
+        if isinstance(images, dict):
+            images = ShardImages.from_state(images["shards"])
+        return cls(**{**state, "images": images})
+
+
+def subset(images: Images, indices: torch.Tensor) -> Images:
+    """The images at ``indices``: a view for shards (nothing read), a gathered tensor otherwise."""
+    return images.subset(indices) if isinstance(images, ShardImages) else images[indices]
 
 
 SPLIT_NAMES = ("train", "unlabeled", "val", "test")
@@ -124,7 +141,12 @@ class TargetSplits:
             raise ValueError(f"missing splits: {missing}")
 
     def images(self, split: str) -> torch.Tensor:
+        """The split's images in memory: for small uses (examples, tests); training reads ``view``."""
         return self.dataset.images[self.indices[split]]
+
+    def view(self, split: str) -> Images:
+        """The split's images without reading them: a shard view, or the tensor's rows."""
+        return subset(self.dataset.images, self.indices[split])
 
     def labels(self, split: str) -> torch.Tensor:
         return self.dataset.labels[self.indices[split]]
@@ -135,7 +157,7 @@ class TargetSplits:
     def eval_set_hash(self) -> str:
         """Identifies the frozen test split: same images and labels, same hash."""
         test = self.indices["test"]
-        return content_fingerprint(self.dataset.images[test], self.dataset.labels[test], self.dataset.class_names)
+        return content_fingerprint(self.view("test"), self.dataset.labels[test], self.dataset.class_names)
 
     def to_state(self) -> dict:
         return {

@@ -1,8 +1,9 @@
-"""Decode a catalog of image files once, in parallel, into a cached uint8 tensor.
+"""Decode a catalog of image files once, in parallel, into uint8 shards on disk.
 
-The cache lives under ``.graft/cache/decoded`` and is keyed by the data fingerprint
-(``graft.data.listing``: sha256 over every file's bytes, its path, label and split) and the working geometry, so a changed,
-added or relabelled file misses the cache and an unchanged dataset is read back, not decoded.
+The cache lives under ``.graft/cache/decoded/<geometry key>/``: an index per data fingerprint
+(``graft.data.listing``: sha256 over every file's bytes, its path, label and split) over a pool of
+checksummed shards (``graft.data.decode_cache``, ``graft.data.shards``). An unchanged dataset is
+read back, not decoded; of a changed one only the files whose bytes are new are decoded.
 
 Every file gets a ``FileRecord`` whether or not it decodes: the target gate needs the files
 that failed as much as the ones that worked.
@@ -10,11 +11,9 @@ that failed as much as the ones that worked.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
-import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from dataclasses import asdict, dataclass, fields
@@ -24,9 +23,11 @@ import torch
 
 from graft.data.catalog import Catalog, CatalogEntry
 from graft.data.dataset import SPLIT_CODES, pixel_key
+from graft.data.decode_cache import CachedIndex, DecodeCache, Reusable
 from graft.data.decoding import UndecodableImage, read_image
 from graft.data.listing import CHUNK_FILES, catalog_fingerprint, file_digest, worker_count  # noqa: F401 (re-exported)
 from graft.data.preprocessing import frame_images, match_channels, resize_centre_square
+from graft.data.shards import ShardImages, ShardInfo, ShardWriter
 
 DECODE_POLICY_VERSION = "1"  # bump when decoding or framing changes what a cached tensor holds
 MIN_FILES_FOR_PROCESSES = 1024  # below this, starting worker processes costs more than it saves
@@ -82,7 +83,13 @@ def pixel_statistics(image: torch.Tensor) -> tuple[str, float, float]:
 
 
 def _map_chunks(function: Callable, items: list, workers: int, processes: bool = False) -> list:
-    """``function`` over ``items`` in chunks, on threads (I/O, hashing) or processes (decoding).
+    """``function`` over ``items`` in chunks, results flattened in order (see ``_imap_chunks``)."""
+    return [item for chunk in _imap_chunks(function, items, workers, processes) for item in chunk]
+
+
+def _imap_chunks(function: Callable, items: list, workers: int, processes: bool = False) -> Iterator:
+    """``function`` over ``items`` in chunks, on threads (I/O, hashing) or processes (decoding), each
+    chunk's result yielded in order as soon as it is there (a caller may write it away at once).
 
     Decoding and framing a small image is mostly Python-level work that holds the GIL, so it
     scales only across processes. Workers are forked, as DataLoader's are, so they start in
@@ -90,22 +97,25 @@ def _map_chunks(function: Callable, items: list, workers: int, processes: bool =
     """
     chunks = [items[start : start + CHUNK_FILES] for start in range(0, len(items), CHUNK_FILES)]
     if workers == 1 or len(chunks) <= 1:
-        results = [function(chunk) for chunk in chunks]
+        yield from (function(chunk) for chunk in chunks)
     elif processes and sys.platform.startswith("linux") and len(items) >= MIN_FILES_FOR_PROCESSES:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(function, chunks))
+            yield from pool.map(function, chunks)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graft-decode") as pool:
-            results = list(pool.map(function, chunks))
-    return [item for chunk in results for item in chunk]
+            yield from pool.map(function, chunks)
 
 
 @dataclass
 class DecodedData:
-    """Framed images of the files that decoded, and a record for every file."""
+    """Framed images of the files that decoded, and a record for every file.
+
+    ``images`` is an in-memory tensor when nothing is cached, else the decode cache's shards
+    (``graft.data.shards.ShardImages``), read a batch at a time.
+    """
 
     fingerprint: str
-    images: torch.Tensor  # (N, C, F, F) uint8, one per decodable file
+    images: torch.Tensor | ShardImages  # (N, C, F, F) uint8, one per decodable file
     labels: torch.Tensor  # (N,) int64 into class_names
     split_codes: torch.Tensor  # (N,) int8, -1 where the data predefines no split
     class_names: list[str]
@@ -116,31 +126,22 @@ class DecodedData:
     def failed(self) -> list[FileRecord]:
         return [record for record in self.records if record.error]
 
-    def to_state(self) -> dict:
-        columns = {field.name: [getattr(record, field.name) for record in self.records] for field in fields(FileRecord)}
-        return {
-            "fingerprint": self.fingerprint,
-            "images": self.images,
-            "labels": self.labels,
-            "split_codes": self.split_codes,
-            "class_names": list(self.class_names),
-            "records": columns,
-        }
+    def columns(self) -> dict[str, list]:
+        return {field.name: [getattr(record, field.name) for record in self.records] for field in fields(FileRecord)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "DecodedData":
-        columns = state["records"]
-        count = len(columns["path"])
-        records = [FileRecord(**{name: values[index] for name, values in columns.items()}) for index in range(count)]
-        return cls(
-            fingerprint=state["fingerprint"],
-            images=state["images"],
-            labels=state["labels"],
-            split_codes=state["split_codes"],
-            class_names=list(state["class_names"]),
-            records=records,
-            from_cache=True,
-        )
+    def from_index(cls, index: CachedIndex, folder: Path, from_cache: bool) -> "DecodedData":
+        columns = index.columns
+        records = [FileRecord(**{name: values[i] for name, values in columns.items()}) for i in range(len(columns["path"]))]
+        return cls(index.fingerprint, index.images(folder), *_labels_and_splits(records, index.class_names),
+                   list(index.class_names), records, from_cache)
+
+
+def _labels_and_splits(records: list[FileRecord], class_names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    index_of = {name: index for index, name in enumerate(class_names)}
+    good = [record for record in records if not record.error]
+    labels = torch.tensor([index_of[record.label] for record in good], dtype=torch.int64)
+    return labels, torch.tensor([SPLIT_CODES[record.split] for record in good], dtype=torch.int8)
 
 
 def _decode_chunk(pairs: list[tuple[CatalogEntry, tuple[int, str]]], geometry: Geometry) -> list:
@@ -167,24 +168,94 @@ def _decode_entry(entry: CatalogEntry, size_and_sha: tuple[int, str], geometry: 
 
 
 def decode_catalog(catalog: Catalog, geometry: Geometry, cache_dir: Path | None, workers: int | None = None) -> DecodedData:
-    """Decoded images and per-file records, from the cache when the same data was decoded before."""
+    """Decoded images and per-file records; with ``cache_dir``, written to (or read from) shards there.
+
+    Only files whose bytes no sound shard of this geometry holds yet are decoded: nothing for data
+    decoded before, the new and changed files of a new version, the files of a shard found damaged.
+    """
     workers = worker_count(workers)
     fingerprint, digests = catalog_fingerprint(catalog, workers)
-    cache_file = cache_dir / f"{fingerprint[:40]}-{geometry.key()}.pt" if cache_dir else None
-    if cache_file is not None and cache_file.is_file():
-        cached = _read_cache(cache_file)
-        if cached is not None and cached.fingerprint == fingerprint:
-            return cached
     pairs = list(zip(catalog.entries, digests))
+    if cache_dir is None:
+        return assemble(fingerprint, catalog.class_names, geometry, _unchunk(_decode_pairs(pairs, geometry, workers)))
+    cache = DecodeCache(Path(cache_dir) / geometry.key())
+    index, bad = cache.load(fingerprint)
+    if index is not None and not bad:
+        return DecodedData.from_index(index, cache.folder, from_cache=True)
+    reusable = cache.reusable(fingerprint)
+    todo = [pair for pair in pairs if pair[1][1] not in reusable]
+    writer = ShardWriter(cache.pool, (geometry.channels, geometry.frame_size, geometry.frame_size))
+    fresh: dict[str, tuple[FileRecord, tuple[int, int] | None]] = {}
+    for records, stacked in _decode_pairs(todo, geometry, workers):
+        locations = iter(writer.add(stacked) if stacked is not None else ())
+        for record in records:
+            fresh.setdefault(record.sha256, (record, None if record.error else next(locations)))
+    writer.flush()
+    index = _build_index(fingerprint, catalog, geometry, pairs, reusable, fresh, writer.shards)
+    cache.save(index)
+    return DecodedData.from_index(index, cache.folder, from_cache=not todo)
+
+
+def cached_decode(fingerprint: str, geometry: Geometry, cache_dir: Path | None, decode: Callable[[], "DecodedData"]) -> "DecodedData":
+    """Data decoded whole in memory by ``decode`` (built-in arrays), kept in shards under ``cache_dir``."""
+    if cache_dir is None:
+        return decode()
+    cache = DecodeCache(Path(cache_dir) / geometry.key())
+    index, bad = cache.load(fingerprint)
+    if index is not None and not bad:
+        return DecodedData.from_index(index, cache.folder, from_cache=True)
+    decoded = decode()
+    writer = ShardWriter(cache.pool, tuple(decoded.images.shape[1:]))
+    locations = iter(writer.add(decoded.images.numpy()))
+    writer.flush()
+    shard_of, offset_of = [], []
+    for record in decoded.records:
+        number, offset = (-1, -1) if record.error else next(locations)
+        shard_of.append(number)
+        offset_of.append(offset)
+    index = CachedIndex(fingerprint, list(decoded.class_names), list(decoded.images.shape[1:]), writer.shards,
+                        decoded.columns(), shard_of, offset_of)
+    cache.save(index)
+    return DecodedData.from_index(index, cache.folder, from_cache=False)
+
+
+def _decode_pairs(pairs: list, geometry: Geometry, workers: int) -> Iterator:
+    """(records, stacked uint8 array or None) per chunk of files, in order, as they are decoded."""
     torch_threads = torch.get_num_threads()
     try:
-        chunks = _map_chunks(partial(_decode_chunk, geometry=geometry), pairs, workers, processes=True)
+        chunks = _imap_chunks(partial(_decode_chunk, geometry=geometry), pairs, workers, processes=True)
+        for chunk in chunks:
+            yield from chunk
     finally:
         torch.set_num_threads(torch_threads)
-    decoded = assemble(fingerprint, catalog.class_names, geometry, _unchunk(chunks))
-    if cache_file is not None:
-        _write_cache(cache_file, decoded)
-    return decoded
+
+
+def _build_index(fingerprint: str, catalog: Catalog, geometry: Geometry, pairs: list, reusable: dict[str, Reusable],
+                 fresh: dict, new_shards: list[ShardInfo]) -> CachedIndex:
+    """Records in catalog order, each pointing at its pixels in a reused or a new shard."""
+    shards: list[ShardInfo] = list(new_shards)
+    number_of = {shard.name: number for number, shard in enumerate(shards)}
+    records, shard_of, offset_of = [], [], []
+    for entry, (size, sha) in pairs:
+        where = {"path": entry.relative, "label": entry.label, "split": entry.split, "bytes": size, "sha256": sha}
+        if sha in fresh:
+            record, location = fresh[sha]
+            record = FileRecord(**{**asdict(record), **where})
+        else:
+            reused = reusable[sha]
+            record = FileRecord(**{**reused.fields, **where})
+            location = None
+            if reused.shard is not None:
+                if reused.shard.name not in number_of:
+                    number_of[reused.shard.name] = len(shards)
+                    shards.append(reused.shard)
+                location = (number_of[reused.shard.name], reused.offset)
+        records.append(record)
+        shard_of.append(-1 if location is None else location[0])
+        offset_of.append(-1 if location is None else location[1])
+    columns = {field.name: [getattr(record, field.name) for record in records] for field in fields(FileRecord)}
+    shape = [geometry.channels, geometry.frame_size, geometry.frame_size]
+    return CachedIndex(fingerprint, list(catalog.class_names), shape, shards, columns, shard_of, offset_of)
 
 
 def _unchunk(chunks: list) -> Iterable[tuple[FileRecord, torch.Tensor | None]]:
@@ -219,21 +290,6 @@ def assemble(
         class_names=list(class_names),
         records=records,
     )
-
-
-def _read_cache(path: Path) -> DecodedData | None:
-    try:
-        state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True, map_location="cpu")
-        return DecodedData.from_state(state)
-    except Exception:  # a damaged or foreign cache file is only a cache miss
-        return None
-
-
-def _write_cache(path: Path, decoded: DecodedData) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(decoded.to_state(), partial)
-    os.replace(partial, path)  # atomic: a concurrent reader sees the old file or the whole new one
 
 
 def records_as_dicts(records: list[FileRecord]) -> list[dict]:

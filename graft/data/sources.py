@@ -13,7 +13,7 @@ import torch
 from graft.data.builtin import BUILTIN_DATASETS
 from graft.data.catalog import Catalog, read_catalog
 from graft.data.dataset import ImageDataset, content_fingerprint
-from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, decode_catalog, pixel_statistics
+from graft.data.ingest import DecodedData, FileRecord, Geometry, assemble, cached_decode, decode_catalog, pixel_statistics
 from graft.data.listing import BUILTIN_PREFIX, ListingStore, check_path_spec, read_data_version
 from graft.errors import DataError
 
@@ -67,9 +67,14 @@ def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = No
     return read_data_version(spec, role, memo_dir, store).fingerprint
 
 
-def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:
+def _decode_builtin(spec: str, role: str, geometry: Geometry, cache_dir: Path | None) -> DecodedData:
     images, labels, class_names = _builtin_arrays(spec, role)
     fingerprint = content_fingerprint(images, labels, class_names)
+    return cached_decode(fingerprint, geometry, cache_dir, lambda: _frame_builtin(spec, images, labels, class_names, fingerprint, geometry))
+
+
+def _frame_builtin(spec: str, images: torch.Tensor, labels: torch.Tensor, class_names: list[str], fingerprint: str,
+                   geometry: Geometry) -> DecodedData:
     framed = geometry.frame(images)
 
     def results():
@@ -97,7 +102,7 @@ def _decode_builtin(spec: str, role: str, geometry: Geometry) -> DecodedData:
 def decode_spec(spec: str, role: str, geometry: Geometry, cache_dir: Path | None = None, workers: int | None = None) -> DecodedData:
     """Every image of a spec, decoded and framed, with a record per file (failures included)."""
     if spec and spec.startswith(BUILTIN_PREFIX):
-        return _decode_builtin(spec, role, geometry)
+        return _decode_builtin(spec, role, geometry, cache_dir)
     return decode_catalog(read_spec_catalog(spec, role), geometry, cache_dir, workers)
 
 

@@ -408,7 +408,7 @@ def test_second_decode_comes_from_the_cache_and_is_equal(tmp_path):
     second = decode_catalog(read_catalog(tmp_path / "data", "t"), GEOMETRY, tmp_path / "cache", workers=1)
     assert not first.from_cache and second.from_cache
     assert second.fingerprint == first.fingerprint
-    assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
+    assert torch.equal(second.images[:], first.images[:]) and torch.equal(second.labels, first.labels)
     assert torch.equal(second.split_codes, first.split_codes)
     assert second.records == first.records and second.class_names == first.class_names
     assert first.images.shape == (6, 1, 28, 28)
@@ -428,15 +428,16 @@ def test_a_changed_file_misses_the_cache(tmp_path):
     second = decode_catalog(read_catalog(tmp_path / "data", "t"), GEOMETRY, tmp_path / "cache")
     assert not second.from_cache and second.fingerprint != first.fingerprint
     assert torch.equal(second.images[:4], first.images[:4]) and not torch.equal(second.images[4], first.images[4])
+    assert torch.equal(second.images[5], first.images[5])
 
 
-def test_a_corrupt_cache_file_is_a_miss(tmp_path):
+def test_a_corrupt_cache_index_is_a_miss(tmp_path):
     image_folder(tmp_path / "data", {"a": 2, "b": 2})
     first = decode_catalog(read_catalog(tmp_path / "data", "t"), GEOMETRY, tmp_path / "cache")
-    (cache_file,) = (tmp_path / "cache").glob("*.pt")
-    cache_file.write_bytes(b"PK\x03\x04 this is not a torch archive")
+    (index_file,) = (tmp_path / "cache").rglob("*.index.json")
+    index_file.write_bytes(b"PK\x03\x04 this is not an index")
     second = decode_catalog(read_catalog(tmp_path / "data", "t"), GEOMETRY, tmp_path / "cache")
-    assert not second.from_cache and torch.equal(second.images, first.images)
+    assert torch.equal(second.images[:], first.images[:]) and second.records == first.records
     third = decode_catalog(read_catalog(tmp_path / "data", "t"), GEOMETRY, tmp_path / "cache")
     assert third.from_cache  # the damaged file was replaced
 
