@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 from graft.config import GraftConfig, config_from_dict
-from graft.data.dataset import ImageDataset
-from graft.data.preprocessing import PreprocessingSpec, intensity_statistics
+from graft.data.dataset import ImageDataset, Images, subset
+from graft.data.preprocessing import PreprocessingSpec
+from graft.data.shards import stream_statistics
 from graft.data.splits import stratified_split
 from graft.models.architectures import ArchitectureSpec
 from graft.models.bundle import ModelBundle
@@ -45,7 +46,7 @@ def source_spec(config: GraftConfig, num_classes: int) -> ArchitectureSpec:
     )
 
 
-def source_preprocessing(config: GraftConfig, initial: InitialModel, train_images: torch.Tensor | None) -> PreprocessingSpec:
+def source_preprocessing(config: GraftConfig, initial: InitialModel, train_images: Images | None) -> PreprocessingSpec:
     """The data's geometry; the statistics the weights expect, else those of the source images,
     else ImageNet's for RGB backbones."""
     if initial.preprocessing is not None:
@@ -53,7 +54,7 @@ def source_preprocessing(config: GraftConfig, initial: InitialModel, train_image
     elif initial.registered_preprocessing is not None:
         mean, std = initial.registered_preprocessing["mean"], initial.registered_preprocessing["std"]
     elif train_images is not None and train_images.numel():
-        mean, std = intensity_statistics(train_images)
+        mean, std = stream_statistics(train_images)  # a batch at a time: no float copy of the whole set
     else:
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if config.data.channels == 3 else (0.5, 0.25)
     return PreprocessingSpec(
@@ -107,7 +108,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
     subsample = bool(config.pretrain.max_images and len(source) > config.pretrain.max_images)
     if subsample:
         keep = torch.randperm(len(source), generator=generator)[: config.pretrain.max_images]
-        images, labels = images[keep], labels[keep]
+        images, labels = subset(images, keep), labels[keep]
     holdout = torch.cat([source.predefined("val"), source.predefined("test")])
     if not subsample and holdout.numel() > 0:
         # The source's own val/test folders are its held-out set, as its authors meant them.
@@ -117,7 +118,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
             labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
         )
     initial = initial_source_model(config, source.num_classes)
-    preprocessing = source_preprocessing(config, initial, images[parts["train"]])
+    preprocessing = source_preprocessing(config, initial, subset(images, parts["train"]))
     model, spec = initial.model, initial.spec
     if config.model.weights and initial.class_names != list(source.class_names):
         model.replace_head(source.num_classes)  # continued pretraining on the source's own classes
@@ -129,7 +130,9 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         hp.epochs,
         [{"params": list(model.parameters()), "lr": hp.learning_rate, "weight_decay": hp.weight_decay}],
     )
-    data = TrainingData(images[parts["train"]], labels[parts["train"]], images[parts["holdout"]], labels[parts["holdout"]])
+    data = TrainingData(
+        subset(images, parts["train"]), labels[parts["train"]], subset(images, parts["holdout"]), labels[parts["holdout"]]
+    )
     training = fit(
         model,
         data,

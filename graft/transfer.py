@@ -17,6 +17,8 @@ from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
 from graft.training.loop import TrainingData, TrainingResult, fit
 
+ADAPTATION_IMAGES = 4096
+
 
 @dataclass
 class Candidate:
@@ -56,6 +58,15 @@ def same_label_set(source: ModelBundle, target: TargetSplits) -> bool:
     return list(source.class_names) == list(target.dataset.class_names)
 
 
+def adaptation_images(target: TargetSplits) -> torch.Tensor:
+    """The unlabelled-use images (train + unlabelled pool), at most ``ADAPTATION_IMAGES`` of them,
+    evenly spaced: enough for BatchNorm statistics, a bounded amount of memory for any target."""
+    pool = torch.cat([target.indices["train"], target.indices["unlabeled"]])
+    if pool.numel() > ADAPTATION_IMAGES:
+        pool = pool[torch.linspace(0, pool.numel() - 1, ADAPTATION_IMAGES).round().long()]
+    return target.dataset.images[pool]
+
+
 def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, config: GraftConfig) -> Candidate:
     """Build, adapt and train one strategy's model; deterministic for a given config and seed.
 
@@ -72,11 +83,10 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     strategy = create_strategy(strategy_name, config.finetune.strategies.get(strategy_name))
-    adaptation = torch.cat([target.images("train"), target.images("unlabeled")])
     context = TransferContext(
         class_names=target.dataset.class_names,
         same_label_set=same_label_set(source, target),
-        adaptation_inputs=normalise(adaptation, source.preprocessing),
+        adaptation_inputs=normalise(adaptation_images(target), source.preprocessing),
         device=device,
     )
     model = strategy.build_model(source, context).to(device)
@@ -86,7 +96,7 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
     augmentation = config.finetune.augmentation
     result: TrainingResult = fit(
         model,
-        TrainingData(target.images("train"), target.labels("train"), target.images("val"), target.labels("val")),
+        TrainingData(target.view("train"), target.labels("train"), target.view("val"), target.labels("val")),
         phases,
         source.preprocessing,
         batch_size=config.finetune.batch_size,

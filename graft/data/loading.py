@@ -36,9 +36,9 @@ def share_bounds(count: int, rank: int, world_size: int) -> tuple[int, int]:
 class BatchGather(Dataset):
     """``dataset[indices]`` -> (uint8 images, int64 labels) of those indices, in that order."""
 
-    def __init__(self, images, labels: torch.Tensor):
+    def __init__(self, images, labels: torch.Tensor | None = None):
         self.images = images
-        self.labels = labels.cpu()
+        self.labels = labels.cpu() if labels is not None else torch.zeros(images.shape[0], dtype=torch.int64)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -113,7 +113,7 @@ def loader_workers(images, requested: int | None = None) -> int:
     return max(1, min(MAX_WORKERS, cpus // 2))
 
 
-def batch_loader(images, labels: torch.Tensor, sampler: Sampler, device: torch.device, workers: int | None = None) -> DataLoader:
+def batch_loader(images, labels: torch.Tensor | None, sampler: Sampler, device: torch.device, workers: int | None = None) -> DataLoader:
     """A DataLoader yielding (uint8 images, labels) batches chosen by ``sampler``."""
     count = loader_workers(images, workers)
     return DataLoader(
@@ -140,3 +140,14 @@ class InOrder(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return -(-self.count // self.batch_size)
+
+
+def image_batches(images, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 batches of ``images`` in order: slices of a tensor, or shards read by a DataLoader."""
+    if not isinstance(images, ShardImages):
+        for start in range(0, images.shape[0], batch_size):
+            yield images[start : start + batch_size]
+        return
+    loader = batch_loader(images, None, InOrder(len(images), batch_size), device)
+    for batch, _ in loader:
+        yield batch

@@ -22,7 +22,7 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tup
 
 
 def score_bundle(bundle: ModelBundle, splits: TargetSplits, split: str) -> tuple[dict[str, float], list[list[int]]]:
-    logits = predict_logits(bundle.build_model(), splits.images(split), bundle.preprocessing)
+    logits = predict_logits(bundle.build_model(), splits.view(split), bundle.preprocessing)
     return _scores(logits, splits.labels(split), splits.dataset.num_classes)
 
 
@@ -31,8 +31,8 @@ def score_candidate(bundle: ModelBundle, splits: TargetSplits) -> dict:
     scaling (fitted on validation), from one pass over each split."""
     model = bundle.build_model()
     num_classes = splits.dataset.num_classes
-    val_logits = predict_logits(model, splits.images("val"), bundle.preprocessing)
-    test_logits = predict_logits(model, splits.images("test"), bundle.preprocessing)
+    val_logits = predict_logits(model, splits.view("val"), bundle.preprocessing)
+    test_logits = predict_logits(model, splits.view("test"), bundle.preprocessing)
     val_labels, test_labels = splits.labels("val"), splits.labels("test")
     val, _ = _scores(val_logits, val_labels, num_classes)
     test, matrix = _scores(test_logits, test_labels, num_classes)

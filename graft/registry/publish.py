@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from graft.config import GraftConfig
-from graft.data.dataset import TargetSplits
+from graft.data.dataset import TargetSplits, subset
 from graft.data.listing import ListingStore, compare_listings
 from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
@@ -96,7 +96,7 @@ def publish(
 
     model_name = config.registry.model_name
     baseline = config.promotion.baseline
-    example_images = splits.images("val")[:4]
+    example_images = splits.dataset.images[splits.indices["val"][:4]]
     model_uris: dict[str, str] = {}
     with model_registry.tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
         for candidate in candidates.candidates:
@@ -185,7 +185,7 @@ def decide_on_comparison_set(
     champion_seen = champion_hashes(model_name, champion_before)
     compared = comparison_set(splits, seen, champion_seen)
     test = splits.indices["test"][compared.positions]
-    images, labels, num_classes = splits.dataset.images[test], splits.dataset.labels[test], splits.dataset.num_classes
+    images, labels, num_classes = subset(splits.dataset.images, test), splits.dataset.labels[test], splits.dataset.num_classes
     bundles = {candidate.strategy: candidate.bundle for candidate in candidates.candidates}
     scored = {
         name: score_on(bundles[name].build_model(), bundles[name].preprocessing, images, labels, num_classes, metric)

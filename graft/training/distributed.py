@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from graft.data.loading import share_bounds
 from graft.training.freezing import BATCH_NORM_TYPES
 
 
@@ -78,9 +79,7 @@ def shutdown() -> None:
 
 def share(count: int, group: ProcessGroup) -> tuple[int, int]:
     """This process's contiguous ``[start, stop)`` of ``count`` items (sizes differ by at most one)."""
-    base, extra = divmod(count, group.world_size)
-    start = group.rank * base + min(group.rank, extra)
-    return start, start + base + (1 if group.rank < extra else 0)
+    return share_bounds(count, group.rank, group.world_size)
 
 
 def sum_across(values: torch.Tensor, group: ProcessGroup) -> torch.Tensor:

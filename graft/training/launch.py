@@ -35,15 +35,23 @@ def should_launch(enabled: bool) -> bool:
     return enabled and not distributed.launched_by_torchrun()
 
 
+def torchrun_command(processes: int | str, nodes: int = 1, rendezvous: str | None = None, run_id: str = "graft") -> list[str]:
+    """``torchrun`` on this node alone, or as one of ``nodes`` nodes meeting at ``rendezvous``
+    (``host:port``, c10d: every node runs the same command; ranks are agreed at the rendezvous)."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
+    if nodes == 1:
+        return command + ["--standalone"]
+    if not rendezvous:
+        raise ConfigError("multi-node training needs a rendezvous endpoint host:port")
+    return command + [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous}", f"--rdzv-id={run_id}"]
+
+
 def run_under_torchrun(task: str, payload: dict, processes: int) -> dict:
     """Run ``task`` ("module:function" taking and returning a plain dict) on ``processes`` processes."""
     with tempfile.TemporaryDirectory(prefix="graft-torchrun-") as folder:
         inputs, outputs = Path(folder) / "inputs.pt", Path(folder) / "outputs.pt"
         torch.save(payload, inputs)
-        command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "graft.training.worker", task, str(inputs), str(outputs),
-        ]
+        command = torchrun_command(processes) + ["-m", "graft.training.worker", task, str(inputs), str(outputs)]
         environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))}
         completed = subprocess.run(command, env=environment, cwd=os.getcwd(), stderr=subprocess.PIPE, text=True)
         if completed.returncode != 0 or not outputs.is_file():

@@ -1,7 +1,8 @@
 """One training loop for pretraining and every transfer strategy.
 
-Images stay uint8 tensors on the training device; each batch is cast, augmented and normalised
-on the fly. Training runs in phases (e.g. linear probe, then fine-tune), each with its own
+Images stay uint8 (in shards on disk or in a tensor) and reach the training device a batch at a
+time through a DataLoader (``graft.data.loading``); each batch is cast, augmented and normalised
+there. Training runs in phases (e.g. linear probe, then fine-tune), each with its own
 parameter groups; the weights with the best validation score are restored at the end.
 """
 
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from graft.data.dataset import Images, subset
+from graft.data.loading import BatchPlan, ShareSampler, batch_loader, image_batches
 from graft.data.preprocessing import PreprocessingSpec, normalise, standardise_
 from graft.training import distributed
 from graft.training.augment import BatchAugmenter
@@ -68,15 +71,12 @@ class TrainingResult:
 
 @dataclass
 class TrainingData:
-    """Labelled training and validation images, uint8 on the training device."""
+    """Labelled training and validation images: uint8 tensors or shard views, never moved whole."""
 
-    train_images: torch.Tensor
+    train_images: Images
     train_labels: torch.Tensor
-    val_images: torch.Tensor
+    val_images: Images
     val_labels: torch.Tensor
-
-    def to(self, device: torch.device) -> "TrainingData":
-        return TrainingData(*(tensor.to(device) for tensor in (self.train_images, self.train_labels, self.val_images, self.val_labels)))
 
 
 def progress_enabled() -> bool:
@@ -85,12 +85,13 @@ def progress_enabled() -> bool:
 
 def predict_logits(
     model: nn.Module,
-    images: torch.Tensor,
+    images: Images,
     preprocessing: PreprocessingSpec,
     batch_size: int = 512,
     compute: ComputeConfig | None = None,
 ) -> torch.Tensor:
-    """Logits for uint8 ``images``, computed on the model's device, returned on the CPU.
+    """Logits for uint8 ``images`` (a tensor or shards, read a batch at a time), computed on the
+    model's device, returned on the CPU.
 
     With ``compute``, on CUDA the forward passes use its bf16 autocast and channels_last, as
     training does; without it they run in full precision.
@@ -104,9 +105,8 @@ def predict_logits(
         model.eval()
     outputs = []
     with torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            chunk = images[start : start + batch_size].to(device, non_blocking=True)
-            inputs = normalise(chunk, preprocessing)
+        for chunk in image_batches(images, batch_size, device):
+            inputs = normalise(chunk.to(device, non_blocking=True), preprocessing)
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -119,12 +119,12 @@ def predict_logits(
     return torch.cat(outputs)
 
 
-def _uses_channels_last(device: torch.device, compute: ComputeConfig, images: torch.Tensor) -> bool:
-    return device.type == "cuda" and compute.channels_last and images.dim() == 4
+def _uses_channels_last(device: torch.device, compute: ComputeConfig, images: Images) -> bool:
+    return device.type == "cuda" and compute.channels_last and len(images.shape) == 4
 
 
 def _evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, preprocessing: PreprocessingSpec, compute: ComputeConfig
+    model: nn.Module, images: Images, labels: torch.Tensor, preprocessing: PreprocessingSpec, compute: ComputeConfig
 ) -> tuple[float, float]:
     if images.shape[0] == 0:
         return math.inf, 0.0
@@ -152,7 +152,8 @@ def _autocast(device: torch.device, compute: ComputeConfig):
 
 
 def _evaluate_share(
-    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, group: distributed.ProcessGroup, compute: ComputeConfig
+    model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, group: distributed.ProcessGroup, compute: ComputeConfig,
+    device: torch.device,
 ) -> tuple[float, float]:
     """Validation loss and accuracy with each process scoring its share of the images."""
     count = data.val_images.shape[0]
@@ -161,16 +162,13 @@ def _evaluate_share(
     if count == 0:
         return math.inf, 0.0
     start, stop = distributed.share(count, group)
-    logits = predict_logits(model, data.val_images[start:stop], preprocessing, compute=compute)
+    logits = predict_logits(model, subset(data.val_images, torch.arange(start, stop)), preprocessing, compute=compute)
     targets = data.val_labels[start:stop].cpu()
     totals = torch.tensor([float(F.cross_entropy(logits, targets, reduction="sum")) if stop > start else 0.0,
                            float((logits.argmax(dim=1) == targets).sum()) if stop > start else 0.0], dtype=torch.float64)
-    loss_sum, correct = distributed.sum_across(totals.to(_collective_device(data)), group).tolist()
+    # NCCL reduces CUDA tensors, gloo CPU ones: the training device fits both
+    loss_sum, correct = distributed.sum_across(totals.to(device), group).tolist()
     return loss_sum / count, correct / count
-
-
-def _collective_device(data: TrainingData) -> torch.device:
-    return data.train_images.device  # NCCL reduces CUDA tensors, gloo CPU ones: the data's device fits both
 
 
 def fit(
@@ -224,6 +222,8 @@ class _FitRun:
     group: distributed.ProcessGroup
     channels_last: bool
     restore_batch_norm: Callable[[], None]
+    sampler: ShareSampler
+    loader: torch.utils.data.DataLoader
     batch_size: int
     patience: int
     generator: torch.Generator
@@ -256,10 +256,13 @@ class _PhaseRun:
 def _start_fit(
     model: nn.Module, data: TrainingData, preprocessing: PreprocessingSpec, compute: ComputeConfig, **options
 ) -> _FitRun:
-    """Join the process group, move the data to the model's device, set the layout and BN sync."""
+    """Join the process group, set up the training batches' loader, the layout and BN sync."""
     device = next(model.parameters()).device
     group = distributed.init_from_env(device)
-    data = data.to(device)
+    count = data.train_images.shape[0]
+    # a single image breaks BatchNorm in training mode: such a last batch is skipped
+    sampler = ShareSampler(count, options["batch_size"], group.rank, group.world_size, min_batch=2 if count >= 2 else 1)
+    loader = batch_loader(data.train_images, data.train_labels, sampler, device)
     channels_last = _uses_channels_last(device, compute, data.train_images)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -267,7 +270,8 @@ def _start_fit(
     # filled with copy_ whenever validation improves: no allocation per improving epoch
     best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return _FitRun(
-        model, data, preprocessing, compute, device, group, channels_last, restore_batch_norm, best_state=best_state, **options
+        model, data, preprocessing, compute, device, group, channels_last, restore_batch_norm, sampler, loader,
+        best_state=best_state, **options,
     )
 
 
@@ -328,7 +332,7 @@ def _run_epoch(run: _FitRun, phase_run: _PhaseRun) -> EpochRecord:
     validation_started = time.perf_counter()
     run.result.train_seconds += validation_started - epoch_started
     run.result.images_seen += seen
-    val_loss, val_accuracy = _evaluate_share(run.model, run.data, run.preprocessing, run.group, run.compute)
+    val_loss, val_accuracy = _evaluate_share(run.model, run.data, run.preprocessing, run.group, run.compute, run.device)
     run.result.val_seconds += time.perf_counter() - validation_started
     record = EpochRecord(
         phase=phase_run.phase.name,
@@ -347,26 +351,25 @@ def _train_epoch(run: _FitRun, phase_run: _PhaseRun) -> tuple[float, float, int]
     """Summed training loss, correct predictions and images seen over the epoch, across processes."""
     count = run.data.train_images.shape[0]
     train_mode(phase_run.training_model, phase_run.phase.frozen_batch_norm_statistics)
-    order = torch.randperm(count, generator=run.generator).to(run.device)
+    run.sampler.set_order(torch.randperm(count, generator=run.generator))
     # summed on the device and read once per epoch: a per-batch .item() would stall the GPU
     totals = torch.zeros(2, device=run.device, dtype=torch.float64)
     seen = 0
-    for start in range(0, count, run.batch_size):
-        global_index = order[start : start + run.batch_size]
-        if global_index.numel() >= 2 or count < 2:  # a single image breaks BatchNorm in training mode
-            totals += _train_batch(run, phase_run, global_index)
-            seen += global_index.numel()
+    plans = run.sampler.plans()
+    for plan, (images, targets) in zip(plans, run.loader, strict=True):
+        totals += _train_batch(run, phase_run, plan, images, targets)
+        seen += plan.global_count
         phase_run.bar.update(1)
+    phase_run.bar.update(math.ceil(count / run.batch_size) - len(plans))
     train_loss_sum, correct = distributed.sum_across(totals, run.group).tolist()  # also waits for the device
     return train_loss_sum, correct, seen
 
 
-def _train_batch(run: _FitRun, phase_run: _PhaseRun, global_index: torch.Tensor) -> torch.Tensor:
+def _train_batch(run: _FitRun, phase_run: _PhaseRun, plan: BatchPlan, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """One optimiser step on this process's share of the batch; returns its (loss sum, correct)."""
-    global_count, group = global_index.numel(), run.group
-    first, last = distributed.share(global_count, group) if group.distributed else (0, global_count)
-    batch_index = global_index[first:last]
-    pixels = run.data.train_images[batch_index]
+    global_count, group, first, last = plan.global_count, run.group, plan.first, plan.last
+    pixels = images.to(run.device, non_blocking=True)
+    targets = targets.to(run.device, non_blocking=True)
     on_uint8 = run.augment is not None and getattr(run.augment, "on_uint8", False)
     if on_uint8:  # crops and flips move uint8 pixels: a quarter of the bytes of float
         pixels = _augmented(run, pixels, global_count, first, last)
@@ -376,7 +379,6 @@ def _train_batch(run: _FitRun, phase_run: _PhaseRun, global_index: torch.Tensor)
     inputs = standardise_(pixels, run.preprocessing)
     if run.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    targets = run.data.train_labels[batch_index]
     with _autocast(run.device, run.compute):
         logits = phase_run.training_model(inputs)
     if group.distributed:
