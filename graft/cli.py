@@ -268,6 +268,22 @@ def validate(
 
 
 @app.command()
+def gc(
+    keep: Annotated[int, typer.Option(min=1, help="Data versions to keep per working geometry (the most recently used).")] = 3,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+) -> None:
+    """Collect superseded decode caches under .graft/cache/decoded.
+
+    Keeps, per working geometry, the KEEP most recently used data versions (their index and the shards it references); removes older indexes, shards no kept index references, shards found damaged, leftovers of interrupted writes (older than an hour) and caches of the earlier one-file format. Run it while no pipeline runs.
+    """
+    from graft.data.decode_cache import collect
+
+    layout = _writable_state()
+    done = collect(layout.data_cache / "decoded", keep, dry_run)
+    typer.echo(("would have " if dry_run else "") + done.line())
+
+
+@app.command()
 def models(
     model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
     config: ConfigOption = None,

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graft.data.shards import INDEX_VERSION, ShardImages, ShardInfo, ShardPool, write_atomic
 
 INDEX_SUFFIX = ".index.json"
-REUSE_INDEXES = 4  # how many recent indexes of the same geometry a new version may take pixels from
+REUSE_INDEXES = 4
+PARTIAL_AGE_SECONDS = 3600  # how many recent indexes of the same geometry a new version may take pixels from
 
 
 @dataclass
@@ -91,6 +93,7 @@ class DecodeCache:
             return None, []
         bad = self.verify(index.shards)
         self.pool.save_stamps()
+        _touch(self.index_path(fingerprint))  # most recently used: what ``collect`` keeps
         return index, bad
 
     def verify(self, shards: list[ShardInfo]) -> list[ShardInfo]:
@@ -131,8 +134,79 @@ class DecodeCache:
         write_atomic(self.index_path(index.fingerprint), index.to_json())
 
 
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
 def _mtime(path: Path) -> int:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
         return 0
+
+
+@dataclass
+class Collected:
+    """What ``collect`` removed (or would remove, on a dry run), and what it kept."""
+
+    indexes: int = 0
+    shards: int = 0
+    other_files: int = 0
+    bytes: int = 0
+    kept_indexes: int = 0
+    kept_bytes: int = 0
+
+    def line(self) -> str:
+        return (f"removed {self.indexes} index(es), {self.shards} shard(s) and {self.other_files} other file(s), "
+                f"{self.bytes / 1e6:.1f} MB; kept {self.kept_indexes} index(es), {self.kept_bytes / 1e6:.1f} MB")
+
+
+def collect(decoded_root: Path, keep: int, dry_run: bool = False) -> Collected:
+    """Per geometry under ``decoded_root``: keep the ``keep`` most recently used indexes and the shards
+    they reference; remove older indexes, unreferenced shards, quarantined shards, leftovers of
+    interrupted writes and decode caches of the earlier one-file format."""
+    done = Collected()
+    root = Path(decoded_root)
+    if not root.is_dir():
+        return done
+    for old in root.glob("*.pt"):  # the earlier format: one torch file of pixels per data version
+        _remove(old, done, "other_files", dry_run)
+    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
+        _collect_geometry(DecodeCache(folder), keep, done, dry_run)
+    return done
+
+
+def _collect_geometry(cache: DecodeCache, keep: int, done: Collected, dry_run: bool) -> None:
+    indexes = sorted(cache.folder.glob(f"*{INDEX_SUFFIX}"), key=_mtime, reverse=True)
+    referenced: set[str] = set()
+    for path in indexes[:keep]:
+        index = cache._read(path)
+        if index is not None:
+            referenced.update(shard.name for shard in index.shards)
+        done.kept_indexes += 1
+    for path in indexes[keep:]:
+        _remove(path, done, "indexes", dry_run)
+    for path in sorted(cache.pool.shards.glob("*.npy")):
+        if path.name in referenced:
+            done.kept_bytes += path.stat().st_size
+        else:
+            _remove(path, done, "shards", dry_run)
+    stale = time.time() - PARTIAL_AGE_SECONDS  # younger ones may belong to a decode in progress
+    partial = [path for path in cache.folder.rglob(".*.partial") if _mtime(path) < stale * 1e9]
+    leftovers = [*partial, *(cache.folder / "corrupt").glob("*")]
+    for path in leftovers:
+        _remove(path, done, "other_files", dry_run)
+
+
+def _remove(path: Path, done: Collected, kind: str, dry_run: bool) -> None:
+    try:
+        size = path.stat().st_size
+        if not dry_run:
+            path.unlink()
+    except OSError:
+        return
+    setattr(done, kind, getattr(done, kind) + 1)
+    done.bytes += size

@@ -252,6 +252,8 @@ class ShardImages:
         descriptor.read_into(offsets, out, rows, self.image_bytes)
 
     def _path(self, shard: int) -> str:
+        if "://" in self.folder:  # an artifact store: read through this machine's copy
+            return str(fetch_shard(self.folder, self.shards[shard]))
         return os.path.join(self.folder, "shards", self.shards[shard].name)
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
@@ -299,6 +301,49 @@ class _RawShard:
             os.close(self.descriptor)
         except (OSError, AttributeError):
             pass
+
+
+READ_CACHE_ENV = "GRAFT_SHARD_CACHE"
+
+
+def read_cache_folder() -> Path:
+    """Where shards from an artifact store are kept on this machine (``GRAFT_SHARD_CACHE``, else
+    ``<state>/cache/remote-shards``): one copy per pod, shared by its processes."""
+    configured = os.environ.get(READ_CACHE_ENV)
+    if configured:
+        return Path(configured)
+    from graft.paths import state_layout
+
+    return state_layout().data_cache / "remote-shards"
+
+
+def fetch_shard(folder_uri: str, shard: ShardInfo) -> Path:
+    """A local, verified copy of a shard stored under ``folder_uri`` (s3://, gs://, memory://, ...):
+    downloaded once (to a temporary name, checked against its sha256, renamed), then read locally."""
+    local = read_cache_folder() / shard.name
+    if local.is_file() and local.stat().st_size == shard.bytes:
+        return local
+    import fsspec
+
+    with fsspec.open(f"{folder_uri.rstrip('/')}/shards/{shard.name}", "rb") as handle:
+        data = handle.read()
+    if len(data) != shard.bytes or hashlib.sha256(data).hexdigest() != shard.sha256:
+        raise OSError(f"{folder_uri}/shards/{shard.name}: checksum mismatch; decode the data again")
+    write_atomic(local, data)
+    return local
+
+
+def publish_shards(images: "ShardImages", folder_uri: str) -> "ShardImages":
+    """Copy the shards ``images`` reads to ``folder_uri`` (the artifact store) and return a view that
+    reads them from there; shards already there are not copied again."""
+    import fsspec
+
+    filesystem, root = fsspec.core.url_to_fs(folder_uri)
+    for number, shard in enumerate(images.shards):
+        target = f"{root.rstrip('/')}/shards/{shard.name}"
+        if not filesystem.exists(target):
+            filesystem.put_file(images._path(number), target)
+    return ShardImages(folder_uri, images.shards, images.shard_of, images.offset_of, images.image_shape)
 
 
 def _as_indices(key, length: int) -> np.ndarray:

@@ -38,6 +38,17 @@ def _client():
     return mlflow.MlflowClient()
 
 
+EXAMPLE_VALUES = 16_384  # at most this many floats of input example, written as JSON (twice) by MLflow
+
+
+def lean_input_example(example: np.ndarray) -> np.ndarray | None:
+    """As many of the example images as fit ``EXAMPLE_VALUES`` floats (a few digits; none of a 224 px
+    photo, whose shape the signature still records): kilobytes of JSON, not megabytes."""
+    per_image = int(np.prod(example.shape[1:])) or 1
+    keep = min(example.shape[0], EXAMPLE_VALUES // per_image)
+    return example[:keep] if keep else None
+
+
 def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, extra_metadata: dict | None = None):
     """Log a bundle with ``mlflow.pytorch.log_model`` into the active run; returns its ``ModelInfo``.
 
@@ -54,6 +65,7 @@ def log_bundle(bundle: ModelBundle, name: str, example_images: torch.Tensor, ext
         outputs = model(inputs)
     example = inputs.numpy().astype(np.float32)
     signature = infer_signature(example, outputs.numpy().astype(np.float32))
+    example = lean_input_example(example)
     metadata = {
         "class_names": list(bundle.class_names),
         "preprocessing": bundle.preprocessing.model_dump(),

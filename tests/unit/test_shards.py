@@ -184,3 +184,22 @@ def test_streamed_statistics_match_the_in_memory_ones():
     mean, std = shards.stream_statistics(images, batch_size=7)
     expected = intensity_statistics(images)
     assert mean == pytest.approx(expected[0], rel=1e-5) and std == pytest.approx(expected[1], rel=1e-4)
+
+
+def test_shards_in_an_artifact_store_are_read_through_a_local_copy(tmp_path, small_shards, monkeypatch):
+    import fsspec
+
+    image_folder(tmp_path / "data", {"a": 4, "b": 4})
+    local = decode(tmp_path / "data", tmp_path / "cache").images
+    monkeypatch.setenv(shards.READ_CACHE_ENV, str(tmp_path / "pod-cache"))
+    remote = shards.publish_shards(local, "memory://store/decoded")
+    assert remote.folder == "memory://store/decoded" and not list((tmp_path / "pod-cache").glob("*"))
+    moved = ShardImages.from_state(remote.to_state())
+    assert torch.equal(moved[torch.tensor([7, 0, 1])], local[torch.tensor([7, 0, 1])])
+    assert len(list((tmp_path / "pod-cache").glob("*.npy"))) == 2  # only the shards read so far
+    filesystem = fsspec.filesystem("memory")
+    victim = moved.shards[0]
+    filesystem.pipe(f"/store/decoded/shards/{victim.name}", b"damaged")
+    (tmp_path / "pod-cache" / victim.name).unlink(missing_ok=True)
+    with pytest.raises(OSError, match="checksum mismatch"):
+        ShardImages.from_state(remote.to_state())[:]
