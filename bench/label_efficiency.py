@@ -53,6 +53,7 @@ from graft.data.sources import load_dataset  # noqa: E402
 from graft.data.splits import split_target  # noqa: E402
 from graft.evaluation.evaluate import SOURCE_ONLY, score_bundle  # noqa: E402
 from graft.pretraining import PretrainResult, pretrain_source  # noqa: E402
+from graft.stage_settings import FinetuneSettings, PretrainSettings  # noqa: E402
 from graft.transfer import train_candidate  # noqa: E402
 
 ALL = "all"
@@ -329,7 +330,7 @@ def main() -> None:
             )
             if seed not in pretrained:
                 tick = time.perf_counter()
-                pretrained[seed] = pretrain_source(source_data, config)
+                pretrained[seed] = pretrain_source(source_data, PretrainSettings.of(config))
                 result = pretrained[seed]
                 print(
                     f"[seed {seed}] pretrained source in {time.perf_counter() - tick:.1f} s: "
@@ -356,7 +357,7 @@ def main() -> None:
             if budget is None:
                 all_per_class.append(train_count / target_data.num_classes)
             for name in strategies:
-                candidate = train_candidate(name, source, splits, config)
+                candidate = train_candidate(name, source, splits, FinetuneSettings.of(config))
                 metrics, _ = score_bundle(candidate.bundle, splits, "test")
                 rows.append(
                     {

@@ -160,6 +160,7 @@ def demo_finetune_pair(folder: Path, epoch_scale: float) -> dict:
     from graft.data.sources import decode_spec, to_dataset
     from graft.data.splits import split_target
     from graft.pretraining import untrained_source
+    from graft.stage_settings import FinetuneSettings, PretrainSettings
     from graft.transfer import train_candidate
 
     config = load_config(REPO / "configs" / "transfer.yaml")
@@ -167,14 +168,14 @@ def demo_finetune_pair(folder: Path, epoch_scale: float) -> dict:
     data = config.data
     sharded = to_dataset(decode_spec(data.target, "target", Geometry.of(data), folder / "demo"), data.target)
     in_memory = ImageDataset(**{**sharded.__dict__, "images": sharded.images[:]})
-    source = untrained_source(config).bundle
+    source = untrained_source(PretrainSettings.of(config)).bundle
     seconds = {"shards": [], "tensor": []}
     for _ in range(2):
         for key, dataset in (("shards", sharded), ("tensor", in_memory)):
             splits = split_target(dataset, data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, config.seed)
             started = time.perf_counter()
             for strategy in config.finetune.strategies:
-                train_candidate(strategy, source, splits, config)
+                train_candidate(strategy, source, splits, FinetuneSettings.of(config))
             seconds[key].append(time.perf_counter() - started)
     best = {key: min(values) for key, values in seconds.items()}
     del torch

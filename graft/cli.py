@@ -242,6 +242,7 @@ def validate(
     import mlflow
 
     from graft.paths import resolve_tracking_uri
+    from graft.stage_settings import TargetSettings
     from graft.validation import raise_if_failed
     from graft.validation.run import previous_accepted_profile, validate_target_data
 
@@ -251,7 +252,7 @@ def validate(
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
     reference = previous_accepted_profile(cfg.tracking.experiment_name, cfg.registry.model_name)
     folder = output or layout.reports / f"validate-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = validate_target_data(cfg.data.target, cfg, folder, layout.data_cache / "decoded", reference)
+    outcome = validate_target_data(cfg.data.target, TargetSettings.of(cfg), folder, layout.data_cache / "decoded", reference)
     report = outcome.report
     typer.echo(f"{cfg.data.target}: {report.rows} files, fingerprint {outcome.fingerprint[:16]}"
                f"{' (decoded from cache)' if outcome.from_cache else ''}")

@@ -17,6 +17,9 @@ from graft.strict_model import StrictModel
 from graft.training.settings import AugmentationConfig, ComputeConfig, PretrainAugmentationConfig
 
 
+Device = Literal["auto", "cpu", "cuda"]
+
+
 class DataConfig(StrictModel):
     source: str = Field("builtin:mnist", description="Source data, or 'none' when the source model comes from model.weights.")
     target: str = "builtin:digits"
@@ -223,7 +226,7 @@ class WatchConfig(StrictModel):
 
 class GraftConfig(StrictModel):
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     pretrain: PretrainConfig = PretrainConfig()
@@ -276,28 +279,6 @@ def photo_sizes(data: DataConfig, weights: str | None) -> DataConfig:
 NO_SOURCE = "none"
 DEFAULT_PHOTO_RESIZE, DEFAULT_PHOTO_CROP = 256, 224
 NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside a validator's error
-PRETRAIN_SECTIONS = ("seed", "device", "data", "model", "pretrain", "compute")
-
-
-# The data keys the source side depends on: a new target (or label budget) keeps ingest and pretrain cached.
-SOURCE_DATA_KEYS = ("source", "geometry", "frame_size", "content_box", "crop_size", "channels", "decode_workers")
-
-
-def config_sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The part of a config dict a step depends on, so editing other sections keeps its cache.
-
-    The source side (``PRETRAIN_SECTIONS``) sees only the source keys of ``data``.
-    """
-    sections = {name: values[name] for name in names if name in values}
-    if names == PRETRAIN_SECTIONS and isinstance(sections.get("data"), dict):
-        sections["data"] = source_data(sections["data"])
-    return sections
-
-
-def source_data(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key in SOURCE_DATA_KEYS}
-
-
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -403,8 +384,3 @@ def _flag_of(error: ValidationError, overrides: dict[str, Any], strategies: list
             return None
         value = value[part]
     return f"--{str(location[-1]).replace('_', '-')} {value}"
-
-
-def config_from_dict(values: dict[str, Any]) -> GraftConfig:
-    """Rebuild a config inside a step, from the plain dict the pipeline carries."""
-    return GraftConfig.model_validate(values)

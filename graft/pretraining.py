@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graft.config import GraftConfig, config_from_dict
 from graft.data.dataset import ImageDataset, Images, subset
 from graft.data.preprocessing import PreprocessingSpec
 from graft.data.shards import stream_statistics
@@ -15,6 +14,7 @@ from graft.data.splits import stratified_split
 from graft.models.architectures import ArchitectureSpec
 from graft.models.bundle import ModelBundle
 from graft.models.weights import InitialModel, load_initial_model
+from graft.stage_settings import PretrainSettings
 from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
@@ -35,18 +35,18 @@ class PretrainResult:
     lineage: dict[str, str] = field(default_factory=dict)  # which weights the source model started from
 
 
-def source_spec(config: GraftConfig, num_classes: int) -> ArchitectureSpec:
-    input_size = config.data.crop_size if config.data.geometry == "photo" else config.data.frame_size
+def source_spec(settings: PretrainSettings, num_classes: int) -> ArchitectureSpec:
+    input_size = settings.data.crop_size if settings.data.geometry == "photo" else settings.data.frame_size
     return ArchitectureSpec(
-        architecture=config.model.architecture,
+        architecture=settings.model.architecture,
         num_classes=num_classes,
-        in_channels=config.data.channels,
-        width=config.model.width,
+        in_channels=settings.data.channels,
+        width=settings.model.width,
         frame_size=input_size,
     )
 
 
-def source_preprocessing(config: GraftConfig, initial: InitialModel, train_images: Images | None) -> PreprocessingSpec:
+def source_preprocessing(settings: PretrainSettings, initial: InitialModel, train_images: Images | None) -> PreprocessingSpec:
     """The data's geometry; the statistics the weights expect, else those of the source images,
     else ImageNet's for RGB backbones."""
     if initial.preprocessing is not None:
@@ -56,40 +56,40 @@ def source_preprocessing(config: GraftConfig, initial: InitialModel, train_image
     elif train_images is not None and train_images.numel():
         mean, std = stream_statistics(train_images)  # a batch at a time: no float copy of the whole set
     else:
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if config.data.channels == 3 else (0.5, 0.25)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if settings.data.channels == 3 else (0.5, 0.25)
     return PreprocessingSpec(
-        frame_size=config.data.frame_size,
-        content_box=config.data.content_box,
-        channels=config.data.channels,
+        frame_size=settings.data.frame_size,
+        content_box=settings.data.content_box,
+        channels=settings.data.channels,
         mean=mean,
         std=std,
-        geometry=config.data.geometry,
-        crop_size=config.data.crop_size,
+        geometry=settings.data.geometry,
+        crop_size=settings.data.crop_size,
     )
 
 
-def initial_source_model(config: GraftConfig, num_classes: int) -> InitialModel:
-    return load_initial_model(source_spec(config, num_classes), config.model.weights)
+def initial_source_model(settings: PretrainSettings, num_classes: int) -> InitialModel:
+    return load_initial_model(source_spec(settings, num_classes), settings.model.weights)
 
 
-def untrained_source(config: GraftConfig) -> PretrainResult:
+def untrained_source(settings: PretrainSettings) -> PretrainResult:
     """``pretrain.epochs: 0``: the initial weights are the source model."""
-    initial = initial_source_model(config, num_classes=2)
-    preprocessing = source_preprocessing(config, initial, None)
+    initial = initial_source_model(settings, num_classes=2)
+    preprocessing = source_preprocessing(settings, initial, None)
     bundle = ModelBundle.from_model(initial.model.eval(), initial.spec, initial.class_names, preprocessing)
     return PretrainResult(bundle, TrainingResult(), None, 0, 0, lineage=initial.lineage)
 
 
-def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult:
+def pretrain_source(source: ImageDataset, settings: PretrainSettings) -> PretrainResult:
     """Train the configured architecture on ``source``; report accuracy on a held-out split.
 
     With ``compute.distributed.pretrain`` the training runs under torchrun across the node.
     """
-    if should_launch(config.compute.distributed.pretrain):
-        processes = processes_for(config.compute.distributed, resolve_device(config.device))
+    if should_launch(settings.compute.distributed.pretrain):
+        processes = processes_for(settings.compute.distributed, resolve_device(settings.device))
         state = run_under_torchrun(
             "graft.pretraining:pretrain_worker",
-            {"source": source.to_state(), "config": config.model_dump(mode="json")},
+            {"source": source.to_state(), "settings": settings.model_dump(mode="json")},
             processes,
         )
         return PretrainResult(
@@ -100,14 +100,14 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
             holdout_images=state["holdout_images"],
             lineage=state["lineage"],
         )
-    if config.pretrain.epochs == 0:
-        return untrained_source(config)
-    generator = seed_everything(config.seed)
-    device = resolve_device(config.device)
+    if settings.pretrain.epochs == 0:
+        return untrained_source(settings)
+    generator = seed_everything(settings.seed)
+    device = resolve_device(settings.device)
     images, labels = source.images, source.labels
-    subsample = bool(config.pretrain.max_images and len(source) > config.pretrain.max_images)
+    subsample = bool(settings.pretrain.max_images and len(source) > settings.pretrain.max_images)
     if subsample:
-        keep = torch.randperm(len(source), generator=generator)[: config.pretrain.max_images]
+        keep = torch.randperm(len(source), generator=generator)[: settings.pretrain.max_images]
         images, labels = subset(images, keep), labels[keep]
     holdout = torch.cat([source.predefined("val"), source.predefined("test")])
     if not subsample and holdout.numel() > 0:
@@ -115,16 +115,16 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         parts = {"train": source.predefined("train"), "holdout": torch.sort(holdout).values}
     else:
         parts = stratified_split(
-            labels, source.num_classes, {"holdout": config.pretrain.holdout_fraction, "train": 0.0}, config.seed
+            labels, source.num_classes, {"holdout": settings.pretrain.holdout_fraction, "train": 0.0}, settings.seed
         )
-    initial = initial_source_model(config, source.num_classes)
-    preprocessing = source_preprocessing(config, initial, subset(images, parts["train"]))
+    initial = initial_source_model(settings, source.num_classes)
+    preprocessing = source_preprocessing(settings, initial, subset(images, parts["train"]))
     model, spec = initial.model, initial.spec
-    if config.model.weights and initial.class_names != list(source.class_names):
+    if settings.model.weights and initial.class_names != list(source.class_names):
         model.replace_head(source.num_classes)  # continued pretraining on the source's own classes
         spec = spec.model_copy(update={"num_classes": source.num_classes})
     model = model.to(device)
-    hp = config.pretrain
+    hp = settings.pretrain
     phase = Phase(
         "pretrain",
         hp.epochs,
@@ -141,9 +141,9 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
         batch_size=hp.batch_size,
         patience=hp.epochs,
         generator=generator,
-        augment=make_augmenter(config.data, hp.augmentation, generator),
+        augment=make_augmenter(settings.data, hp.augmentation, generator),
         label="pretrain",
-        compute=config.compute,
+        compute=settings.compute,
     )
     bundle = ModelBundle.from_model(model.cpu(), spec, source.class_names, preprocessing)
     return PretrainResult(
@@ -158,7 +158,7 @@ def pretrain_source(source: ImageDataset, config: GraftConfig) -> PretrainResult
 
 def pretrain_worker(payload: dict) -> dict:
     """One torchrun process of ``pretrain_source``: the same training, on this process's share."""
-    result = pretrain_source(ImageDataset.from_state(payload["source"]), config_from_dict(payload["config"]))
+    result = pretrain_source(ImageDataset.from_state(payload["source"]), PretrainSettings.model_validate(payload["settings"]))
     return {
         "bundle": result.bundle.to_state(),
         "training": result.training.to_dict(),

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graft.config import GraftConfig, config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.data.preprocessing import normalise
 from graft.models.bundle import ModelBundle
+from graft.stage_settings import FinetuneSettings
 from graft.strategies import TransferContext, create_strategy
 from graft.strategies.base import target_spec
 from graft.training.augment import make_augmenter
@@ -67,22 +67,22 @@ def adaptation_images(target: TargetSplits) -> torch.Tensor:
     return target.dataset.images[pool]
 
 
-def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, config: GraftConfig) -> Candidate:
+def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, settings: FinetuneSettings) -> Candidate:
     """Build, adapt and train one strategy's model; deterministic for a given config and seed.
 
     With ``compute.distributed.finetune`` the training runs under torchrun across the node.
     """
-    if should_launch(config.compute.distributed.finetune):
-        processes = processes_for(config.compute.distributed, resolve_device(config.device))
+    if should_launch(settings.compute.distributed.finetune):
+        processes = processes_for(settings.compute.distributed, resolve_device(settings.device))
         state = run_under_torchrun(
             "graft.transfer:finetune_worker",
-            {"strategy": strategy_name, "source": source.to_state(), "target": target.to_state(), "config": config.model_dump(mode="json")},
+            {"strategy": strategy_name, "source": source.to_state(), "target": target.to_state(), "settings": settings.model_dump(mode="json")},
             processes,
         )
         return Candidate.from_state(state)
-    generator = seed_everything(config.seed)
-    device = resolve_device(config.device)
-    strategy = create_strategy(strategy_name, config.finetune.strategies.get(strategy_name))
+    generator = seed_everything(settings.seed)
+    device = resolve_device(settings.device)
+    strategy = create_strategy(strategy_name, settings.finetune.strategies.get(strategy_name))
     context = TransferContext(
         class_names=target.dataset.class_names,
         same_label_set=same_label_set(source, target),
@@ -91,21 +91,21 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
     )
     model = strategy.build_model(source, context).to(device)
     strategy.prepare(model, context)
-    phases = strategy.phases(model, config.finetune.epoch_scale)
+    phases = strategy.phases(model, settings.finetune.epoch_scale)
     regularizer = strategy.regularizer(model)
-    augmentation = config.finetune.augmentation
+    augmentation = settings.finetune.augmentation
     result: TrainingResult = fit(
         model,
         TrainingData(target.view("train"), target.labels("train"), target.view("val"), target.labels("val")),
         phases,
         source.preprocessing,
-        batch_size=config.finetune.batch_size,
-        patience=config.finetune.patience,
+        batch_size=settings.finetune.batch_size,
+        patience=settings.finetune.patience,
         generator=generator,
-        augment=make_augmenter(config.data, augmentation, generator),
+        augment=make_augmenter(settings.data, augmentation, generator),
         regularizer=regularizer,
         label=strategy_name,
-        compute=config.compute,
+        compute=settings.compute,
     )
     bundle = ModelBundle.from_model(model.cpu(), target_spec(source, context), target.dataset.class_names, source.preprocessing)
     return Candidate(
@@ -124,7 +124,7 @@ def finetune_worker(payload: dict) -> dict:
     """One torchrun process of ``train_candidate``: the same training, on this process's share."""
     candidate = train_candidate(
         payload["strategy"], ModelBundle.from_state(payload["source"]), TargetSplits.from_state(payload["target"]),
-        config_from_dict(payload["config"]),
+        FinetuneSettings.model_validate(payload["settings"]),
     )
     return candidate.to_state()
 

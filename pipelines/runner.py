@@ -111,9 +111,7 @@ def run_transfer(
     claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name, config.registry.model_name) if orchestration is None else nullcontext()
     try:
         with hold_run_lock(layout.locks, config.registry.model_name, local=orchestration is None), claimed:
-            run = transfer_pipeline.with_options(**options)(
-                source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"), **fingerprints
-            )
+            run = transfer_pipeline.with_options(**options)(config=config, **fingerprints)
     except Exception as failure:
         down = team_stack.server_down(server, f"running {options['run_name']}") if server else None
         if down is not None:

@@ -13,6 +13,7 @@ from graft.training.settings import AugmentationConfig
 
 if TYPE_CHECKING:
     from graft.config import DataConfig
+    from graft.stage_settings import SourceData
 
 
 @dataclass
@@ -169,7 +170,7 @@ class PhotoAugmenter(BatchAugmenter):
         return self.apply(batch, self.draw(batch.shape[0]))
 
 
-def make_augmenter(data: DataConfig, config: AugmentationConfig, generator: torch.Generator) -> BatchAugmenter | None:
+def make_augmenter(data: DataConfig | SourceData, config: AugmentationConfig, generator: torch.Generator) -> BatchAugmenter | None:
     """The training view for the data's geometry; None when there is nothing to do."""
     if data.geometry == "photo":
         return PhotoAugmenter(config, generator, data.frame_size, data.crop_size or data.frame_size)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graft.config import GraftConfig
+from graft.config import GateConfig
 from graft.data.dataset import TargetSplits
 from graft.data.ingest import DecodedData
 from graft.data.sources import to_dataset
 from graft.data.splits import split_target
 from graft.errors import GateCrashed, ValidationFailed
+from graft.stage_settings import TargetSettings
 from graft.validation.gate import GateReport, GateThresholds, run_gate
 from graft.validation.manifest import build_manifest_table
 
 __all__ = ["GateReport", "gate_target", "raise_if_failed", "thresholds_from_config"]
 
 
-def thresholds_from_config(config: GraftConfig) -> GateThresholds:
-    gate = config.gate
+def thresholds_from_config(gate: GateConfig) -> GateThresholds:
     return GateThresholds(
         min_images_per_class=dict(gate.min_images_per_class),
         max_class_imbalance=gate.max_class_imbalance,
@@ -31,7 +31,7 @@ def thresholds_from_config(config: GraftConfig) -> GateThresholds:
 def gate_target(
     decoded: DecodedData,
     origin: str,
-    config: GraftConfig,
+    settings: TargetSettings,
     reference: dict | None = None,
     data_docs_dir: Path | None = None,
 ) -> tuple[TargetSplits | None, GateReport]:
@@ -39,14 +39,14 @@ def gate_target(
 
     The splits are ``None`` when not a single image decoded.
     """
-    data = config.data
+    data = settings.data
     splits = None
     if len(decoded.images):
         splits = split_target(
-            to_dataset(decoded, origin), data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, config.seed
+            to_dataset(decoded, origin), data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, settings.seed
         )
     table = build_manifest_table(decoded.records, splits)
-    report = run_gate(table, decoded.class_names, thresholds_from_config(config), reference, data_docs_dir)
+    report = run_gate(table, decoded.class_names, thresholds_from_config(settings.gate), reference, data_docs_dir)
     return splits, report
 
 

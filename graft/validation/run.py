@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from graft.config import GraftConfig
 from graft.data.dataset import TargetSplits
 from graft.data.ingest import Geometry
 from graft.data.sources import decode_spec
+from graft.stage_settings import TargetSettings
 from graft.validation import gate_target
 from graft.validation.gate import GateReport
 from graft.validation.manifest import build_manifest_table
@@ -66,13 +66,13 @@ class ValidationOutcome:
 
 
 def validate_target_data(
-    spec: str, config: GraftConfig, output_dir: Path, cache_dir: Path | None, reference: dict | None = None
+    spec: str, settings: TargetSettings, output_dir: Path, cache_dir: Path | None, reference: dict | None = None
 ) -> ValidationOutcome:
     """Decode ``spec`` (through the cache), gate it and write the gate's outputs to ``output_dir``."""
-    data = config.data
+    data = settings.data
     decoded = decode_spec(spec, "target", Geometry.of(data), cache_dir, data.decode_workers)
     output_dir.mkdir(parents=True, exist_ok=True)
-    splits, report = gate_target(decoded, spec, config, reference, output_dir / "data_docs")
+    splits, report = gate_target(decoded, spec, settings, reference, output_dir / "data_docs")
     _trim_data_docs(report.data_docs)
     summary = {**report.as_dict(), "target": spec, "fingerprint": decoded.fingerprint, "failures": report.summary_lines()}
     (output_dir / "gate_summary.json").write_text(json.dumps(summary, indent=2, default=str))

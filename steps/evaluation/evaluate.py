@@ -3,7 +3,6 @@ from typing import Annotated
 import mlflow
 from zenml import step
 
-from graft.config import config_from_dict
 from graft.data.dataset import TargetSplits
 from graft.evaluation.evaluate import SOURCE_ONLY, evaluate_candidates
 from graft.models.bundle import ModelBundle
@@ -13,11 +12,10 @@ from graft.transfer import CandidateSet
 
 @step(experiment_tracker=True)
 def evaluate(
-    candidates: CandidateSet, target_splits: TargetSplits, source_model: ModelBundle, settings: dict
+    candidates: CandidateSet, target_splits: TargetSplits, source_model: ModelBundle, baseline: str
 ) -> Annotated[dict, "evaluation"]:
     """Score every candidate on the held-out test split; log metrics and a confusion matrix each."""
-    config = config_from_dict(settings)
-    report = evaluate_candidates(candidates, target_splits, source_model, config.promotion.baseline)
+    report = evaluate_candidates(candidates, target_splits, source_model, baseline)
     for candidate in candidates.candidates:
         row = report["candidates"][candidate.strategy]
         with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True):

@@ -3,7 +3,7 @@ from typing import Annotated
 import mlflow
 from zenml import get_step_context, step
 
-from graft.config import config_from_dict
+from graft.config import GraftConfig
 from graft.data.dataset import TargetSplits
 from graft.data.listing import ListingStore
 from graft.history import HISTORY_TAGS, history_rows
@@ -22,10 +22,9 @@ def register(
     target_splits: TargetSplits,
     pretrain_metrics: dict,
     validation_report: dict,
-    settings: dict,
+    config: GraftConfig,
 ) -> Annotated[dict, "promotion"]:
     """Log every candidate as an MLflow model, register the best, move ``champion`` if it earned it."""
-    config = config_from_dict(settings)
     active = mlflow.active_run()
     if active:
         validation_report = attach_cached_validation(validation_report, active.info.run_id)

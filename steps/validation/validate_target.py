@@ -4,16 +4,19 @@ import mlflow
 from zenml import get_step_context, save_artifact, step
 from zenml.types import HTMLString
 
-from graft.config import config_from_dict
+from graft.config import RegistryConfig, TrackingConfig
 from graft.data.dataset import TargetSplits
 from graft.paths import state_layout
+from graft.stage_settings import TargetSettings
 from graft.validation import raise_if_failed
 from graft.validation.run import LOGGED_RUN_KEY, log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
 from steps.materializers import GraftDataMaterializer
 
 
 @step(experiment_tracker=True, output_materializers={"target_splits": GraftDataMaterializer})
-def validate_target(target: str, target_fingerprint: str, settings: dict) -> tuple[
+def validate_target(
+    target: str, target_fingerprint: str, settings: TargetSettings, registry: RegistryConfig, tracking: TrackingConfig
+) -> tuple[
     Annotated[TargetSplits, "target_splits"],
     Annotated[dict, "validation_report"],
 ]:
@@ -25,15 +28,14 @@ def validate_target(target: str, target_fingerprint: str, settings: dict) -> tup
     The report names its MLflow run, from which the register step copies the files into a later
     run that got this step from the cache.
     """
-    config = config_from_dict(settings)
     run_name = get_step_context().pipeline_run.name
     active = mlflow.active_run()
     reference = previous_accepted_profile(
-        config.tracking.experiment_name, config.registry.model_name, active.info.run_id if active else None
+        tracking.experiment_name, registry.model_name, active.info.run_id if active else None
     )
     layout = state_layout()
-    outcome = validate_target_data(target, config, layout.reports / run_name / "validation", layout.data_cache / "decoded", reference)
-    log_outcome_to_mlflow(outcome, config.registry.model_name)
+    outcome = validate_target_data(target, settings, layout.reports / run_name / "validation", layout.data_cache / "decoded", reference)
+    log_outcome_to_mlflow(outcome, registry.model_name)
     save_artifact(outcome.report.ge_result, name="target_gate_result")
     page = outcome.data_docs_page()
     if page:

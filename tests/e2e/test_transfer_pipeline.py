@@ -130,7 +130,7 @@ def test_registered_version_carries_full_lineage(first_run, tracking):
     import torchvision
     from zenml.client import Client
 
-    from graft.config import config_from_dict
+    from graft.config import GraftConfig
     from graft.data.sources import data_fingerprint
     from graft.registry.lineage import code_version
 
@@ -145,7 +145,7 @@ def test_registered_version_carries_full_lineage(first_run, tracking):
     assert tracking.get_run(tags["graft.parent_mlflow_run_id"]).info.status == "FINISHED"
     assert tags["graft.git_commit"] == code_version() and tags["graft.git_commit"] != ""
     assert tags["graft.torch"] == torch.__version__ and tags["graft.torchvision"] == torchvision.__version__
-    config = config_from_dict(json.loads(tags["graft.config"]))
+    config = GraftConfig.model_validate(json.loads(tags["graft.config"]))
     assert config.registry.model_name == MODEL and tags["graft.strategy"] in config.finetune.strategies
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from graft.config import GraftConfig
+from graft.stage_settings import FinetuneSettings, PretrainSettings
 from graft.errors import ConfigError
 from graft.training import distributed
 from graft.training.launch import processes_for, run_under_torchrun
@@ -67,11 +68,11 @@ def test_pretrain_config_switch_runs_the_step_training_under_torchrun(monkeypatc
     images, labels = squares(30, seed=2)
     source = ImageDataset(images, labels, ["a", "b", "c"], origin="test")
     settings = {"device": "cpu", "pretrain": {"epochs": 2, "batch_size": 16}}
-    single = pretrain_source(source, GraftConfig.model_validate(settings))
+    single = pretrain_source(source, PretrainSettings.of(GraftConfig.model_validate(settings)))
     launched = []
     monkeypatch.setattr("graft.pretraining.run_under_torchrun", lambda *args: launched.append(args) or run_under_torchrun(*args))
     switched = {**settings, "compute": {"distributed": {"pretrain": True, "processes": 2}}}
-    parallel = pretrain_source(source, GraftConfig.model_validate(switched))
+    parallel = pretrain_source(source, PretrainSettings.of(GraftConfig.model_validate(switched)))
     assert [(task, processes) for task, _, processes in launched] == [("graft.pretraining:pretrain_worker", 2)]
     assert (parallel.train_images, parallel.holdout_images) == (single.train_images, single.holdout_images)
     assert len(parallel.training.history) == len(single.training.history) == 2
@@ -97,7 +98,7 @@ def test_finetune_config_switch_runs_the_candidate_training_under_torchrun(monke
         "device": "cpu",
         "finetune": {"batch_size": 8, "augmentation": {"enabled": False}, "strategies": {"scratch": {"epochs": 1}, "parameter": {"epochs": 2}}},
     }
-    single = train_candidate("parameter", source, target, GraftConfig.model_validate(settings))
+    single = train_candidate("parameter", source, target, FinetuneSettings.of(GraftConfig.model_validate(settings)))
     launched = []
 
     def run_and_report_world_size(task, payload, processes):
@@ -107,7 +108,7 @@ def test_finetune_config_switch_runs_the_candidate_training_under_torchrun(monke
 
     monkeypatch.setattr("graft.transfer.run_under_torchrun", run_and_report_world_size)
     switched = {**settings, "compute": {"distributed": {"finetune": True, "processes": 2}}}
-    parallel = train_candidate("parameter", source, target, GraftConfig.model_validate(switched))
+    parallel = train_candidate("parameter", source, target, FinetuneSettings.of(GraftConfig.model_validate(switched)))
     assert launched == [("graft.transfer:finetune_worker", 2, 2)]  # task, processes asked for, world size training saw
     assert parallel.strategy == "parameter"
     assert len(parallel.history) == len(single.history) == 2

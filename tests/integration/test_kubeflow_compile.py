@@ -76,7 +76,7 @@ def compile_for_kubeflow(run_config: Path) -> dict:
     stack = kubeflow_stack()
     pipeline = transfer_pipeline.copy()
     config = load_config(None)
-    pipeline.prepare(source=config.data.source, target=config.data.target, settings=config.model_dump(mode="json"))
+    pipeline.prepare(config=config)
     snapshot = Compiler().compile(pipeline=pipeline, stack=stack, run_configuration=PipelineRunConfiguration.from_yaml(str(run_config)))
     submitted = types.SimpleNamespace(
         id=uuid.uuid4(), step_configurations=snapshot.step_configurations, pipeline_configuration=snapshot.pipeline_configuration

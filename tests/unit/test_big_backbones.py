@@ -11,6 +11,7 @@ from graft.data.dataset import ImageDataset, TargetSplits
 from graft.models import ModelBundle
 from graft.pretraining import source_preprocessing, source_spec
 from graft.models.weights import load_initial_model
+from graft.stage_settings import FinetuneSettings, PretrainSettings
 from graft.transfer import train_candidate
 
 FRAME, CROP = 232, 224
@@ -41,12 +42,13 @@ def test_every_strategy_on_a_big_backbone(architecture, tmp_path):
     )
     config = load_config(path)
     torch.manual_seed(0)
-    initial = load_initial_model(source_spec(config, 3), None)
-    source = ModelBundle.from_model(initial.model, initial.spec, ["x", "y", "z"], source_preprocessing(config, initial, None))
+    source_settings = PretrainSettings.of(config)
+    initial = load_initial_model(source_spec(source_settings, 3), None)
+    source = ModelBundle.from_model(initial.model, initial.spec, ["x", "y", "z"], source_preprocessing(source_settings, initial, None))
     splits = photo_splits()
     source_model = source.build_model()
     for strategy in STRATEGIES:
-        candidate = train_candidate(strategy, source, splits, config)
+        candidate = train_candidate(strategy, source, splits, FinetuneSettings.of(config))
         model = candidate.bundle.build_model()
         with torch.no_grad():
             logits = model(torch.randn(2, 3, CROP, CROP))

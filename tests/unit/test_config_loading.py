@@ -8,7 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from graft.config import GraftConfig, deep_merge, config_from_dict, config_sections, load_config, PRETRAIN_SECTIONS
+from graft.config import GraftConfig, deep_merge, load_config
+from graft.stage_settings import FinetuneSettings, PretrainSettings, SourceData, TargetSettings
 from graft.errors import ConfigError, GraftError
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "transfer.yaml"
@@ -227,13 +228,27 @@ def test_partial_finetune_augmentation_keeps_finetune_defaults():
     assert config.finetune.augmentation.low_resolution_probability == 0.0
 
 
-def test_config_round_trips_through_plain_dict():
+def test_stage_settings_round_trip_as_step_parameters():
     config = load_config(overrides={"seed": 9, "finetune": {"strategies": {"scratch": {"epochs": 2}, "feature": {}}}})
-    values = config.model_dump(mode="json")
-    assert config_from_dict(values) == config
-    sections = config_sections(values, PRETRAIN_SECTIONS)
-    assert set(sections) == set(PRETRAIN_SECTIONS)
-    assert "finetune" not in sections
+    for settings in (PretrainSettings.of(config), TargetSettings.of(config), FinetuneSettings.of(config)):
+        assert type(settings).model_validate(settings.model_dump(mode="json")) == settings
+    assert GraftConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_source_settings_ignore_target_label_budget_and_decode_workers():
+    base = load_config()
+    changed = load_config(overrides={"data": {"target": "elsewhere", "labels_per_class": 3, "decode_workers": 2, "val_fraction": 0.2}})
+    assert PretrainSettings.of(changed) == PretrainSettings.of(base)
+    assert SourceData.of(changed.data) == SourceData.of(base.data)
+    assert PretrainSettings.of(load_config(overrides={"data": {"frame_size": 32}})) != PretrainSettings.of(base)
+
+
+@pytest.mark.parametrize("settings", [PretrainSettings, TargetSettings, FinetuneSettings])
+def test_a_missing_section_is_an_error_not_a_default(settings):
+    values = settings.of(load_config()).model_dump(mode="json")
+    del values["data"]
+    with pytest.raises(ValidationError, match="data"):
+        settings.model_validate(values)
 
 
 def test_strategies_argument_selects_and_orders_keeping_file_params(tmp_path):

@@ -15,6 +15,7 @@ from graft.errors import GateCrashed, ValidationFailed
 from graft.validation import gate_target, raise_if_failed
 from graft.validation.gate import GateThresholds, passed_gate_line, run_gate
 from graft.validation.manifest import build_manifest_table
+from graft.stage_settings import TargetSettings
 from graft.validation.run import validate_target_data
 from tests.image_cases import declared_size_png, image_folder, noise_pixels, save_image, split_image_folder, truncate
 
@@ -30,7 +31,7 @@ def config(**gate):
 
 def gate(root: Path, cfg=None, reference=None, data_docs=None):
     decoded = decode_catalog(read_catalog(root, "t"), GEOMETRY, None)
-    _, report = gate_target(decoded, str(root), cfg or config(), reference, data_docs)
+    _, report = gate_target(decoded, str(root), TargetSettings.of(cfg or config()), reference, data_docs)
     return report
 
 
@@ -296,21 +297,21 @@ def test_records_table_without_splits(tmp_path):
 
 def test_validate_target_data_writes_every_output_and_data_docs(tmp_path):
     image_folder(tmp_path / "data", FLAT)
-    outcome = validate_target_data(str(tmp_path / "data"), config(), tmp_path / "out", tmp_path / "cache")
+    outcome = validate_target_data(str(tmp_path / "data"), TargetSettings.of(config()), tmp_path / "out", tmp_path / "cache")
     files = outcome.files
     assert set(files) == {"summary", "ge_result", "manifest", "profile", "data_docs"}
     assert (tmp_path / "out" / "data_docs" / "index.html").is_file() and files["data_docs"].name == "index.html"
     assert "target_gate" in (tmp_path / "out" / "ge_result.json").read_text()
     page = outcome.data_docs_page()
     assert page and "<html" in page.lower()
-    again = validate_target_data(str(tmp_path / "data"), config(), tmp_path / "out2", tmp_path / "cache")
+    again = validate_target_data(str(tmp_path / "data"), TargetSettings.of(config()), tmp_path / "out2", tmp_path / "cache")
     assert again.from_cache and again.report.success
 
 
 def test_failed_validation_writes_outputs_but_no_profile(tmp_path):
     image_folder(tmp_path / "data", FLAT)
     (tmp_path / "data" / "a" / "empty.png").write_bytes(b"")
-    outcome = validate_target_data(str(tmp_path / "data"), config(), tmp_path / "out", None)
+    outcome = validate_target_data(str(tmp_path / "data"), TargetSettings.of(config()), tmp_path / "out", None)
     assert not outcome.report.success
     assert "profile" not in outcome.files and {"summary", "manifest", "data_docs"} <= set(outcome.files)
     import json

@@ -80,6 +80,7 @@ def test_config_photo_and_no_source_rules(tmp_path):
 def test_pretrain_epochs_zero_takes_the_initial_weights(tmp_path):
     from graft.data.dataset import ImageDataset
     from graft.pretraining import pretrain_source
+    from graft.stage_settings import PretrainSettings
 
     weights = tmp_path / "w.pt"
     torch.manual_seed(2)
@@ -92,7 +93,7 @@ def test_pretrain_epochs_zero_takes_the_initial_weights(tmp_path):
     )
     config = load_config(path)
     empty = ImageDataset(torch.zeros((0, 3, 72, 72), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), [], "none")
-    result = pretrain_source(empty, config)
+    result = pretrain_source(empty, PretrainSettings.of(config))
     assert result.holdout_accuracy is None and result.training.history == []
     assert result.lineage["graft.weights"] == f"file:{weights}" and len(result.lineage["graft.weights_sha256"]) == 64
     assert all(torch.equal(value, model.state_dict()[key]) for key, value in result.bundle.state_dict.items())

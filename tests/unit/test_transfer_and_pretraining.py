@@ -10,6 +10,7 @@ from graft.data.dataset import ImageDataset
 from graft.data.preprocessing import intensity_statistics
 from graft.data.splits import split_target
 from graft.pretraining import pretrain_source
+from graft.stage_settings import FinetuneSettings, PretrainSettings
 from graft.transfer import Candidate, CandidateSet, same_label_set, train_candidate
 
 QUICK_STRATEGIES = {
@@ -56,7 +57,7 @@ def test_same_label_set(source_bundle, target, renamed_target):
 
 def test_feature_candidate_keeps_the_source_backbone(source_bundle, target):
     source_state = {key: value.clone() for key, value in source_bundle.state_dict.items()}
-    candidate = train_candidate("feature", source_bundle, target, quick_config())
+    candidate = train_candidate("feature", source_bundle, target, FinetuneSettings.of(quick_config()))
     assert candidate.strategy == "feature"
     assert candidate.params["strategy"] == "feature"
     assert candidate.params["epochs"] == 3
@@ -81,27 +82,27 @@ def test_candidate_for_other_classes_gets_a_head_of_their_size(source_bundle, bl
     four = torch.cat([blob_dataset.labels[:-8], torch.full((8,), 3)])
     dataset = ImageDataset(blob_dataset.images, four, ["a", "b", "c", "d"], "synthetic:four")
     target = split_target(dataset, 0.25, 0.25, labels_per_class=4, split_seed=0, budget_seed=0)
-    candidate = train_candidate("parameter", source_bundle, target, quick_config())
+    candidate = train_candidate("parameter", source_bundle, target, FinetuneSettings.of(quick_config()))
     assert candidate.bundle.spec.num_classes == 4
     assert candidate.bundle.state_dict["head.weight"].shape[0] == 4
     assert candidate.bundle.build_model()(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
 
 
 def test_adaptive_candidate_runs_probe_then_finetune(source_bundle, renamed_target):
-    candidate = train_candidate("adaptive", source_bundle, renamed_target, quick_config())
+    candidate = train_candidate("adaptive", source_bundle, renamed_target, FinetuneSettings.of(quick_config()))
     phases = [row["phase"] for row in candidate.history]
     assert phases == ["probe", "finetune", "finetune"]
     assert candidate.bundle.class_names == ["x", "y", "z"]
 
 
 def test_epoch_scale_shortens_training(source_bundle, target):
-    candidate = train_candidate("scratch", source_bundle, target, quick_config(epoch_scale=0.01))
+    candidate = train_candidate("scratch", source_bundle, target, FinetuneSettings.of(quick_config(epoch_scale=0.01)))
     assert len(candidate.history) == 1
 
 
 def test_train_candidate_is_deterministic(source_bundle, target):
-    first = train_candidate("parameter", source_bundle, target, quick_config())
-    second = train_candidate("parameter", source_bundle, target, quick_config())
+    first = train_candidate("parameter", source_bundle, target, FinetuneSettings.of(quick_config()))
+    second = train_candidate("parameter", source_bundle, target, FinetuneSettings.of(quick_config()))
     assert first.history == second.history
     for key, value in first.bundle.state_dict.items():
         assert torch.equal(value, second.bundle.state_dict[key]), key
@@ -109,7 +110,7 @@ def test_train_candidate_is_deterministic(source_bundle, target):
 
 def test_candidate_set_state_round_trip(tmp_path, source_bundle, target):
     candidates = CandidateSet(
-        [train_candidate(name, source_bundle, target, quick_config()) for name in ("scratch", "feature")]
+        [train_candidate(name, source_bundle, target, FinetuneSettings.of(quick_config())) for name in ("scratch", "feature")]
     )
     candidates.candidates[0].metrics = {"accuracy": 0.5}
     candidates.candidates[0].mlflow_run_id = "abc123"
@@ -132,7 +133,7 @@ def test_candidate_set_state_round_trip(tmp_path, source_bundle, target):
 
 def test_pretrain_source(blob_dataset):
     config = quick_config()
-    result = pretrain_source(blob_dataset, config)
+    result = pretrain_source(blob_dataset, PretrainSettings.of(config))
     bundle = result.bundle
     assert bundle.class_names == blob_dataset.class_names
     assert bundle.spec.architecture == "lenet_bn"
@@ -158,5 +159,5 @@ def test_pretrain_source_caps_images(blob_dataset):
             "pretrain": {"epochs": 1, "batch_size": 16, "max_images": 30, "augmentation": {"enabled": False}},
         }
     )
-    result = pretrain_source(blob_dataset, config)
+    result = pretrain_source(blob_dataset, PretrainSettings.of(config))
     assert result.train_images + result.holdout_images == 30
