@@ -70,7 +70,7 @@ def run(
     config: ConfigOption = None,
     source: Annotated[Optional[str], typer.Option(help=f"Source data: {SPEC_OPTION_HELP}")] = None,
     target: Annotated[Optional[str], typer.Option(help=f"Target data: {SPEC_OPTION_HELP}")] = None,
-    labels_per_class: Annotated[Optional[int], typer.Option(help="Labelled target images per class used for training.")] = None,
+    labels_per_class: Annotated[Optional[int], typer.Option(help="Labelled target images per class used for training (0: none, for source_free).")] = None,
     strategies: Annotated[
         Optional[str], typer.Option(help="Comma-separated strategies, e.g. scratch,adaptive (the baseline is always needed).")
     ] = None,
@@ -122,7 +122,7 @@ def run(
     from pipelines.runner import run_transfer
 
     recurring = load_schedule(schedule) if schedule is not None else None
-    typer.echo(f"graft: {cfg.data.source} -> {cfg.data.target}, {cfg.data.labels_per_class or 'all'} labels/class, "
+    typer.echo(f"graft: {cfg.data.source} -> {cfg.data.target}, {'all' if cfg.data.labels_per_class is None else cfg.data.labels_per_class} labels/class, "
                f"strategies {', '.join(cfg.finetune.strategies)}, seed {cfg.seed}", err=True)
     outcome = run_transfer(cfg, enable_cache=not no_cache, orchestration=orchestration, schedule=recurring)
     if outcome is None:

@@ -24,7 +24,10 @@ class DataConfig(StrictModel):
     source: str = Field("builtin:mnist", description="Source data, or 'none' when the source model comes from model.weights.")
     target: str = "builtin:digits"
     labels_per_class: int | None = Field(
-        None, ge=1, description="Labelled target images kept per class for training; null (the default) keeps all."
+        None,
+        ge=0,
+        description="Labelled target images kept per class for training; null (the default) keeps all; 0: none, only "
+        "strategies that learn from unlabelled images (source_free) train, and promotion still scores on the labelled test split.",
     )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.4, gt=0, lt=1)

@@ -10,12 +10,12 @@ from graft.data.dataset import TargetSplits
 from graft.data.preprocessing import normalise
 from graft.models.bundle import ModelBundle
 from graft.stage_settings import FinetuneSettings
-from graft.strategies import TransferContext, create_strategy
-from graft.strategies.base import target_spec
+from graft.strategies import TransferContext, strategy_class
+from graft.strategies.base import FitSettings, StrategyParams, target_spec
 from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
 from graft.training.launch import processes_for, run_under_torchrun, should_launch
-from graft.training.loop import TrainingData, TrainingResult, fit
+from graft.training.loop import TrainingData, TrainingResult
 
 ADAPTATION_IMAGES = 4096
 
@@ -70,7 +70,10 @@ def adaptation_images(target: TargetSplits) -> torch.Tensor:
 def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplits, settings: FinetuneSettings) -> Candidate:
     """Build, adapt and train one strategy's model; deterministic for a given config and seed.
 
-    With ``compute.distributed.finetune`` the training runs under torchrun across the node.
+    When the strategy's parameters name a ``search``, one model is trained per combination and
+    the best on the validation split is kept (accuracy, then validation loss); the candidate's
+    parameters list every combination's validation scores and seconds. With
+    ``compute.distributed.finetune`` the training runs under torchrun across the node.
     """
     if should_launch(settings.compute.distributed.finetune):
         processes = processes_for(settings.compute.distributed, resolve_device(settings.device))
@@ -80,33 +83,47 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
             processes,
         )
         return Candidate.from_state(state)
+    configured = strategy_class(strategy_name).Params.model_validate(settings.finetune.strategies.get(strategy_name) or {})
+    tried = [_train_once(strategy_name, configured.with_values(values), source, target, settings) for values in configured.search_grid()]
+    best = max(range(len(tried)), key=lambda index: (tried[index].val_accuracy, -tried[index].val_loss))
+    chosen = tried[best]
+    if configured.search:
+        chosen.params["search"] = [
+            {"values": values, "val_accuracy": candidate.val_accuracy, "val_loss": candidate.val_loss,
+             "seconds": round(candidate.seconds, 2), "chosen": index == best}
+            for index, (values, candidate) in enumerate(zip(configured.search_grid(), tried, strict=True))
+        ]
+        chosen.seconds = sum(candidate.seconds for candidate in tried)
+    return chosen
+
+
+def _train_once(strategy_name: str, params: StrategyParams, source: ModelBundle, target: TargetSplits, settings: FinetuneSettings) -> Candidate:
+    """One model with these parameters; the test split is not read (only train, unlabeled and val)."""
     generator = seed_everything(settings.seed)
     device = resolve_device(settings.device)
-    strategy = create_strategy(strategy_name, settings.finetune.strategies.get(strategy_name))
+    strategy = strategy_class(strategy_name)(params)
     context = TransferContext(
         class_names=target.dataset.class_names,
         same_label_set=same_label_set(source, target),
         adaptation_inputs=normalise(adaptation_images(target), source.preprocessing),
         device=device,
+        unlabeled_images=target.images("unlabeled"),
     )
     model = strategy.build_model(source, context).to(device)
     strategy.prepare(model, context)
-    phases = strategy.phases(model, settings.finetune.epoch_scale)
-    regularizer = strategy.regularizer(model)
-    augmentation = settings.finetune.augmentation
-    result: TrainingResult = fit(
-        model,
-        TrainingData(target.view("train"), target.labels("train"), target.view("val"), target.labels("val")),
-        phases,
-        source.preprocessing,
+    fit_settings = FitSettings(
+        preprocessing=source.preprocessing,
         batch_size=settings.finetune.batch_size,
         patience=settings.finetune.patience,
+        epoch_scale=settings.finetune.epoch_scale,
         generator=generator,
-        augment=make_augmenter(settings.data, augmentation, generator),
-        regularizer=regularizer,
-        label=strategy_name,
+        data=settings.data,
+        augmentation=settings.finetune.augmentation,
+        augment=make_augmenter(settings.data, settings.finetune.augmentation, generator),
         compute=settings.compute,
     )
+    data = TrainingData(target.view("train"), target.labels("train"), target.view("val"), target.labels("val"))
+    result: TrainingResult = strategy.train(model, data, context, fit_settings)
     bundle = ModelBundle.from_model(model.cpu(), target_spec(source, context), target.dataset.class_names, source.preprocessing)
     return Candidate(
         strategy=strategy_name,

@@ -99,9 +99,43 @@ def load_photo_target() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return images.clone(), labels.clone(), list(names)
 
 
+def _only_classes(loader: Callable, keep: list[int]) -> Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """The images of the ``keep`` classes, relabelled 0..len(keep)-1 and named as before."""
+
+    def load() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        images, labels, names = loader()
+        mask = torch.isin(labels, torch.tensor(keep))
+        remap = torch.full((len(names),), -1, dtype=torch.int64)
+        remap[torch.tensor(keep)] = torch.arange(len(keep))
+        return images[mask].contiguous(), remap[labels[mask]], [names[index] for index in keep]
+
+    return load
+
+
+def load_digits_inverted() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The UCI digits with inverted polarity: dark ink on a light background, as paper scans are."""
+    images, labels, names = load_uci_digits()
+    return 255 - images, labels, names
+
+
+def load_digits_blurred() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The UCI digits rendered at 4x4 and blurred back up to 8x8: a coarser, softer sensor."""
+    from torchvision.transforms.v2 import functional as TF
+
+    images, labels, names = load_uci_digits()
+    small = TF.resize(images, [4, 4], antialias=True)
+    blurred = TF.gaussian_blur(TF.resize(small, [8, 8], antialias=True), [3, 3], [0.8, 0.8])
+    return blurred.contiguous(), labels, names
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]] = {
     "mnist": load_mnist_5k,
     "digits": load_uci_digits,
+    # benchmark pairs built from the same packaged data (configs/pair-*.yaml)
+    "mnist-0to4": _only_classes(load_mnist_5k, [0, 1, 2, 3, 4]),
+    "digits-5to9": _only_classes(load_uci_digits, [5, 6, 7, 8, 9]),
+    "digits-inverted": load_digits_inverted,
+    "digits-blurred": load_digits_blurred,
     "photos-source": load_photo_source,
     "photos-target": load_photo_target,
 }

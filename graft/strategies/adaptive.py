@@ -79,21 +79,25 @@ class AdaptiveTransfer(TransferStrategy):
                     frozen_batch_norm_statistics=params.freeze_batch_norm_statistics,
                 )
             )
-        groups = []
-        for depth, stage in enumerate(reversed(model.layer_groups())):
-            stage_params = list(stage.parameters())
-            if stage_params:
-                lr = params.learning_rate * params.layer_decay**depth
-                groups.append({"params": stage_params, "lr": lr, "weight_decay": params.weight_decay})
         phases.append(
             Phase(
                 "finetune",
                 self.scaled_epochs(params.epochs, epoch_scale),
-                groups,
+                self.decayed_groups(model, params.learning_rate),
                 frozen_batch_norm_statistics=params.freeze_batch_norm_statistics,
             )
         )
         return phases
+
+    def decayed_groups(self, model: Classifier, learning_rate: float) -> list[dict]:
+        """One parameter group per stage, the head at ``learning_rate``, each stage below at ``layer_decay`` times the one above."""
+        groups = []
+        for depth, stage in enumerate(reversed(model.layer_groups())):
+            stage_params = list(stage.parameters())
+            if stage_params:
+                lr = learning_rate * self.params.layer_decay**depth
+                groups.append({"params": stage_params, "lr": lr, "weight_decay": self.params.weight_decay})
+        return groups
 
     def regularizer(self, model: Classifier) -> Regularizer | None:
         if self.params.l2sp_alpha == 0 and self.params.l2sp_beta == 0:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from graft.data.preprocessing import PreprocessingSpec
 from graft.models.architectures import ArchitectureSpec, Classifier, build_classifier
 from graft.models.bundle import ModelBundle
+from graft.training.loop import TrainingData, TrainingResult, fit
 from graft.training.phases import Phase, Regularizer
+from graft.training.settings import AugmentationConfig, ComputeConfig
+
+if TYPE_CHECKING:
+    from graft.config import DataConfig
+
+MAX_SEARCH_CANDIDATES = 8
 
 
 class StrategyParams(BaseModel):
@@ -22,6 +32,33 @@ class StrategyParams(BaseModel):
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     epochs: int = Field(60, ge=1)
+    search: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Values to try per parameter, e.g. {l2sp_alpha: [0, 0.1]}: one candidate per combination (at most "
+        f"{MAX_SEARCH_CANDIDATES}), the best on the validation split kept (accuracy, then validation loss).",
+    )
+
+    @model_validator(mode="after")
+    def _search_is_valid(self) -> "StrategyParams":
+        for key, values in self.search.items():
+            if key == "search" or key not in type(self).model_fields:
+                raise ValueError(f"search.{key}: not a parameter of this strategy")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"search.{key}: give a non-empty list of values")
+        if len(self.search_grid()) > MAX_SEARCH_CANDIDATES:
+            raise ValueError(f"search: {len(self.search_grid())} combinations; at most {MAX_SEARCH_CANDIDATES}")
+        for values in self.search_grid() if self.search else []:
+            type(self).model_validate({**self.model_dump(exclude={"search"}), **values})  # each combination must be valid
+        return self
+
+    def search_grid(self) -> list[dict[str, Any]]:
+        """Every combination of the searched values (one empty combination when nothing is searched)."""
+        keys = list(self.search)
+        return [dict(zip(keys, combination)) for combination in itertools.product(*(self.search[key] for key in keys))]
+
+    def with_values(self, values: dict[str, Any]) -> "StrategyParams":
+        """These parameters with ``values`` set and nothing left to search."""
+        return type(self).model_validate({**self.model_dump(exclude={"search"}), **values})
 
 
 @dataclass
@@ -32,6 +69,23 @@ class TransferContext:
     same_label_set: bool
     adaptation_inputs: torch.Tensor  # normalised target images without labels (train + unlabelled pool)
     device: torch.device
+    # uint8 images of the unlabelled pool (the training pool beyond the label budget), never their labels
+    unlabeled_images: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 1, 1, 1), dtype=torch.uint8))
+
+
+@dataclass
+class FitSettings:
+    """How the run trains a candidate: the configured batch, patience, schedule scale and augmentation."""
+
+    preprocessing: PreprocessingSpec
+    batch_size: int
+    patience: int
+    epoch_scale: float
+    generator: torch.Generator
+    data: DataConfig
+    augmentation: AugmentationConfig
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    compute: ComputeConfig | None = None
 
 
 class TransferStrategy(ABC):
@@ -40,6 +94,7 @@ class TransferStrategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     uses_source_weights: ClassVar[bool] = True
+    learns_without_labels: ClassVar[bool] = False  # trains with labels_per_class 0 (from the unlabelled pool)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
 
     def __init__(self, params: StrategyParams):
@@ -61,11 +116,31 @@ class TransferStrategy(ABC):
         """An extra loss term added to cross-entropy at every step (default: none)."""
         return None
 
+    def train(self, model: Classifier, data: TrainingData, context: TransferContext, settings: FitSettings) -> TrainingResult:
+        """Train ``model`` in place on the labelled images; the best-validation weights are kept.
+
+        The default is the shared loop over ``phases`` with ``regularizer``; a strategy that also
+        learns from ``context.unlabeled_images`` overrides this.
+        """
+        return fit(
+            model,
+            data,
+            self.phases(model, settings.epoch_scale),
+            settings.preprocessing,
+            batch_size=settings.batch_size,
+            patience=settings.patience,
+            generator=settings.generator,
+            augment=settings.augment,
+            regularizer=self.regularizer(model),
+            label=self.name,
+            compute=settings.compute,
+        )
+
     def scaled_epochs(self, epochs: int, epoch_scale: float) -> int:
         return max(1, round(epochs * epoch_scale))
 
     def describe(self) -> dict[str, Any]:
-        return {"strategy": self.name, **self.params.model_dump(), **({"notes": list(self.notes)} if self.notes else {})}
+        return {"strategy": self.name, **self.params.model_dump(exclude={"search"}), **({"notes": list(self.notes)} if self.notes else {})}
 
 
 def source_model_for_target(source: ModelBundle, context: TransferContext, new_head: bool) -> Classifier:

@@ -25,6 +25,7 @@ def thresholds_from_config(gate: GateConfig) -> GateThresholds:
         expected_labels=list(gate.expected_labels) if gate.expected_labels else None,
         max_pixel_mean_shift=gate.max_pixel_mean_shift,
         max_pixel_std_shift=gate.max_pixel_std_shift,
+        labelled_training=config.data.labels_per_class != 0,
     )
 
 

@@ -57,6 +57,7 @@ class GateThresholds:
     expected_labels: list[str] | None = None
     max_pixel_mean_shift: float = 0.1
     max_pixel_std_shift: float = 0.1
+    labelled_training: bool = True  # false with labels_per_class 0: the train split is empty by design
 
 
 @dataclass
@@ -191,7 +192,7 @@ def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: 
                 min_value=smallest_allowed,
             )
         )
-    for split in LABELLED_SPLITS:
+    for split in LABELLED_SPLITS if thresholds.labelled_training else [name for name in LABELLED_SPLITS if name != "train"]:
         condition = f'split=="{split}"'
         minimum = thresholds.min_images_per_class.get(split, 1)
         expectations.append(

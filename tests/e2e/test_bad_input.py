@@ -44,7 +44,7 @@ def _assert_clean_failure(result, *needles):
         (["--target", ""], ["--target is empty"]),
         (["--strategies", "scratch,telepathy"], ["telepathy", "unknown strategy"]),
         (["--strategies", "adaptive"], ["baseline", "scratch"]),
-        (["--labels-per-class", "0"], ["--labels-per-class 0", "data.labels_per_class"]),
+        (["--labels-per-class", "-1"], ["--labels-per-class -1", "data.labels_per_class"]),
         (["--device", "tpu"], ["--device tpu"]),
         (["--model-name", ""], ["--model-name"]),
     ],

@@ -169,7 +169,7 @@ def test_baseline_may_be_any_configured_strategy():
     [
         ({"data": {"content_box": 40, "frame_size": 28}}, "content_box"),
         ({"data": {"val_fraction": 0.5, "test_fraction": 0.45}}, "val_fraction + test_fraction"),
-        ({"data": {"labels_per_class": 0}}, "data.labels_per_class"),
+        ({"data": {"labels_per_class": -1}}, "data.labels_per_class"),
         ({"data": {"channels": 2}}, "data.channels"),
         ({"device": "tpu"}, "device"),
         ({"promotion": {"metric": "auc"}}, "promotion.metric"),
