@@ -117,7 +117,7 @@ def run(
     if orchestration is not None and not orchestration.is_file():
         raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
-    from graft.reporting.summary import candidates_table, comparison_line
+    from graft.reporting.summary import candidates_table, comparison_line, transfer_policy_line
     from graft.schedule import load_schedule
     from pipelines.runner import run_transfer
 
@@ -146,6 +146,7 @@ def run(
     typer.echo(f"Registered {promotion['model_name']} v{promotion['registered_version']} ({promotion['challenger']}): {verdict}.")
     typer.echo(f"Why: {promotion['reason']}")
     typer.echo(comparison_line(promotion))
+    typer.echo(transfer_policy_line(promotion))
     before, after = promotion["champion_before"], promotion["champion_after"]
     if after is None:
         typer.echo(f"Champion: none yet ({promotion['model_name']} has no version that beat the baseline)")

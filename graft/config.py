@@ -137,6 +137,11 @@ class PromotionConfig(StrictModel):
         "none", description="Also require a paired test on the test split to favour the challenger over the champion."
     )
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
+    when_transfer_loses: Literal["keep", "promote_baseline"] = Field(
+        "keep",
+        description="When the best transferred model does not beat the baseline: keep (nothing moves) or promote_baseline "
+        "(the baseline model is registered and promoted, the reason recorded).",
+    )
     min_test_images: int = Field(
         100,
         ge=1,

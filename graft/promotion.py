@@ -5,6 +5,11 @@ trained or selected on (``graft.registry.comparison``); all scores are taken on 
 decision needs at least ``min_test_images`` images, a transferred model must beat the from-scratch
 baseline (no negative transfer), and it must beat the current champion by more than the
 configured margin; a tie keeps the champion.
+
+When the best transferred model does not beat the baseline, ``when_transfer_loses`` says what
+happens: ``keep`` (nothing moves) or ``promote_baseline`` (the baseline model itself is the
+candidate, promoted when there is no champion or when it beats the champion by the margin). The
+decision names the model it is about (``candidate``) and the policy that applied.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class PromotionDecision:
     champion: float | None
     compared_images: int = 0  # images the decision was made on
     excluded_images: int = 0  # test images left out: the champion or the challenger trained or selected on them
+    candidate: str = ""  # the model the decision is about: the challenger, or the baseline under promote_baseline
+    when_transfer_loses: str = "keep"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,11 +48,15 @@ def decide_promotion(
     compared_images: int = 0,
     excluded_images: int = 0,
     min_test_images: int = 0,
+    when_transfer_loses: str = "keep",
 ) -> PromotionDecision:
-    """Whether ``challenger`` becomes champion; every score is ``metric`` on the same ``compared_images`` images."""
+    """Whether ``challenger`` (or, under ``promote_baseline``, the baseline) becomes champion; every
+    score is ``metric`` on the same ``compared_images`` images."""
 
-    def decision(promote: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(promote, reason, metric, challenger, baseline, champion, compared_images, excluded_images)
+    def decision(promote: bool, reason: str, candidate: str = challenger_name) -> PromotionDecision:
+        return PromotionDecision(
+            promote, reason, metric, challenger, baseline, champion, compared_images, excluded_images, candidate, when_transfer_loses
+        )
 
     if compared_images < min_test_images:
         left_out = f" ({excluded_images} test images left out: trained or selected on)" if excluded_images else ""
@@ -56,11 +67,17 @@ def decide_promotion(
         )
 
     if challenger <= baseline:
-        return decision(
-            False,
-            f"{challenger_name} {metric} {challenger:.4f} does not beat the {baseline_name} baseline "
-            f"{baseline:.4f}: transfer did not help",
-        )
+        lost = f"{challenger_name} {metric} {challenger:.4f} does not beat the {baseline_name} baseline {baseline:.4f}: transfer did not help"
+        if when_transfer_loses != "promote_baseline":
+            return decision(False, f"{lost}; promotion.when_transfer_loses: keep, so nothing moves "
+                                   f"(promote_baseline would promote the {baseline_name} model)")
+        if champion is None or baseline > champion + min_improvement:
+            against = "no champion yet" if champion is None else f"it beats champion {champion:.4f} by more than {min_improvement:.4f}"
+            return decision(True, f"{lost}; promotion.when_transfer_loses: promote_baseline, so the {baseline_name} model is "
+                                  f"promoted ({against})", baseline_name)
+        return decision(False, f"{lost}; promotion.when_transfer_loses: promote_baseline, but the {baseline_name} model "
+                               f"{baseline:.4f} does not beat champion {champion:.4f} by more than {min_improvement:.4f}; "
+                               "champion kept", baseline_name)
     if champion is None:
         return decision(
             True, f"first champion: {challenger_name} {metric} {challenger:.4f} beats {baseline_name} {baseline:.4f}"

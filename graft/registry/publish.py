@@ -120,6 +120,7 @@ def publish(
         environment = environment_tags(config)
         lineage_tags = {"graft.source_fingerprint": lineage.source_fingerprint, FINGERPRINT_TAG: lineage.target_fingerprint, **environment}
         decision = hold_back(decision, model_registry.held_back_by(model_name, model_registry.lineage_key(lineage_tags)))
+        challenger = candidates.by_strategy(decision.candidate or challenger.strategy)  # the baseline under promote_baseline
         tags = {
             "graft.strategy": challenger.strategy,
             "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in scores[challenger.strategy].items()}),
@@ -210,6 +211,7 @@ def decide_on_comparison_set(
         compared_images=compared.size,
         excluded_images=compared.excluded,
         min_test_images=config.promotion.min_test_images,
+        when_transfer_loses=config.promotion.when_transfer_loses,
     )
     if champion.unscorable:
         return replace(decision, promote=False, reason=f"{champion.unscorable}; use another registry.model_name")

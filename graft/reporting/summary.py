@@ -54,3 +54,16 @@ def comparison_line(promotion: dict) -> str:
         else "no test image left out: neither the champion nor the challenger trained or selected on any"
     )
     return f"Decided on {compared} test images ({left_out})."
+
+
+def transfer_policy_line(promotion: dict) -> str:
+    """Which ``promotion.when_transfer_loses`` option applied, and what it did."""
+    decision = promotion.get("decision") or {}
+    policy = decision.get("when_transfer_loses", "keep")
+    if decision.get("challenger") is None or decision.get("baseline") is None or decision["challenger"] > decision["baseline"]:
+        return f"Transfer beat the baseline; promotion.when_transfer_loses ({policy}) did not apply."
+    if policy == "promote_baseline":
+        done = "promoted" if promotion.get("promoted") else "registered, not promoted"
+        return f"Transfer did not beat the baseline; promotion.when_transfer_loses: promote_baseline applied: the baseline model was {done}."
+    return ("Transfer did not beat the baseline; promotion.when_transfer_loses: keep applied: nothing moved "
+            "(set promote_baseline to promote the baseline model in such a case).")

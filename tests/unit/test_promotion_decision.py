@@ -67,6 +67,8 @@ def test_as_dict():
         "champion": 0.85,
         "compared_images": 0,
         "excluded_images": 0,
+        "candidate": "adaptive",
+        "when_transfer_loses": "keep",
     }
 
 
@@ -102,3 +104,45 @@ def test_a_rolled_back_lineage_is_held_back_with_the_reason():
     assert hold_back(promoted, None) == promoted  # nothing rolled back: the decision stands
     rejected = decide_promotion(metric="accuracy", challenger=0.7, baseline=0.8, champion=0.85)
     assert hold_back(rejected, "3") == rejected  # a rejection keeps its own reason
+
+
+def decide_when_transfer_loses(policy, challenger, baseline, champion, min_improvement=0.0):
+    return decide_promotion(
+        metric="accuracy", challenger=challenger, baseline=baseline, champion=champion, min_improvement=min_improvement,
+        challenger_name="adaptive", baseline_name="scratch", when_transfer_loses=policy,
+    )
+
+
+@pytest.mark.parametrize("champion", [None, 0.5])
+def test_when_transfer_loses_keep_moves_nothing_and_says_so(champion):
+    decision = decide_when_transfer_loses("keep", 0.70, 0.80, champion)
+    assert not decision.promote and decision.candidate == "adaptive" and decision.when_transfer_loses == "keep"
+    assert "transfer did not help" in decision.reason and "when_transfer_loses: keep" in decision.reason
+    assert decision == decide(0.70, 0.80, champion)  # keep is the default
+
+
+@pytest.mark.parametrize(
+    "champion, margin, promote",
+    [(None, 0.0, True), (0.75, 0.0, True), (0.80, 0.0, False), (0.78, 0.05, False)],
+)
+def test_when_transfer_loses_promote_baseline(champion, margin, promote):
+    decision = decide_when_transfer_loses("promote_baseline", 0.70, 0.80, champion, margin)
+    assert decision.promote is promote
+    assert decision.candidate == "scratch" and decision.when_transfer_loses == "promote_baseline"
+    assert "promote_baseline" in decision.reason and "transfer did not help" in decision.reason
+
+
+def test_promote_baseline_does_not_apply_when_transfer_wins():
+    decision = decide_when_transfer_loses("promote_baseline", 0.90, 0.80, None)
+    assert decision.promote and decision.candidate == "adaptive"
+
+
+def test_summary_says_which_policy_applied():
+    from graft.reporting.summary import transfer_policy_line
+
+    lost = decide_when_transfer_loses("promote_baseline", 0.70, 0.80, None)
+    assert "promote_baseline applied" in transfer_policy_line({"decision": lost.as_dict(), "promoted": True})
+    kept = decide_when_transfer_loses("keep", 0.70, 0.80, None)
+    assert "keep applied" in transfer_policy_line({"decision": kept.as_dict(), "promoted": False})
+    won = decide_when_transfer_loses("keep", 0.90, 0.80, None)
+    assert "did not apply" in transfer_policy_line({"decision": won.as_dict(), "promoted": True})
