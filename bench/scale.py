@@ -38,18 +38,20 @@ CLASSES = 10
 
 
 def write_jpegs(root: Path, count: int) -> None:
-    """``count`` distinct 224x224 RGB JPEGs in CLASSES folders (smooth colour fields with noise)."""
+    """``count`` distinct 224x224 RGB JPEGs in CLASSES folders: colour fields with shifted noise."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(count)
     ramp = np.linspace(0, 1, SIZE, dtype=np.float32)
+    shading = (0.6 + 0.4 * ramp[:, None, None] * ramp[None, :, None]).astype(np.float32)
+    noise = rng.normal(0, 12, (2 * SIZE, 2 * SIZE, 3)).astype(np.float32)
     for index in range(count):
         folder = root / f"c{index % CLASSES}"
         folder.mkdir(parents=True, exist_ok=True)
         colour = rng.uniform(40, 215, 3).astype(np.float32)
-        field = colour[None, None, :] * (0.6 + 0.4 * ramp[:, None, None] * ramp[None, :, None])
-        pixels = np.clip(field + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+        top, left = rng.integers(0, SIZE, 2)
+        pixels = np.clip(colour * shading + noise[top : top + SIZE, left : left + SIZE], 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"{index:07d}.jpg", quality=90)
 
 
@@ -257,9 +259,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--work", type=Path, default=None, help="folder for the JPEGs and shards (default: a temporary one)")
-    parser.add_argument("--demo-epoch-scale", type=float, default=0.25)
+    parser.add_argument("--demo-epoch-scale", type=float, default=0.05)
     parser.add_argument("--lenet-images", type=int, default=8192)
-    parser.add_argument("--resnet-images", type=int, default=64)
+    parser.add_argument("--resnet-images", type=int, default=32)
     parser.add_argument("--change-one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
