@@ -5,7 +5,8 @@
    process). The epoch trains a deliberately cheap model (8x8 average pooling and one linear layer)
    on the 224x224 images read from the shards, so it measures the data path, not convolutions.
 2. Cold ingest images/s of those JPEGs (fingerprint, decode, frame, shards, index), and re-ingest
-   after one changed file as a percentage of the cold time (at the middle size).
+   after one changed file as a percentage of the cold time (at the middle size); both timed after
+   torchvision (which the photo resize uses) is imported.
 3. Training images/s reading the same images from shards and from an in-memory tensor, alternated
    (shards, tensor, shards, tensor; the better of each pair) for lenet_bn at 28x28 and resnet18 at
    224x224, and the demo's fine-tuning (the four strategies of configs/transfer.yaml on
@@ -66,6 +67,8 @@ def ingest_and_epoch(folder: Path, cache: Path, change_one: bool) -> dict:
     from graft.data.catalog import read_catalog
     from graft.data.ingest import Geometry, decode_catalog
     from graft.data.sources import to_dataset
+
+    import torchvision.transforms.v2.functional  # noqa: F401  (imported before timing: about 2.5 s here, once per process)
 
     geometry = Geometry(SIZE, SIZE, 3, "photo")
     started = time.perf_counter()

@@ -17,7 +17,7 @@ from graft.models.weights import InitialModel, load_initial_model
 from graft.stage_settings import PretrainSettings
 from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
-from graft.training.launch import processes_for, run_under_torchrun, should_launch
+from graft.training.launch import DataSize, run_distributed, should_launch
 from graft.training.loop import TrainingData, TrainingResult, fit
 from graft.training.phases import Phase
 
@@ -86,11 +86,14 @@ def pretrain_source(source: ImageDataset, settings: PretrainSettings) -> Pretrai
     With ``compute.distributed.pretrain`` the training runs under torchrun across the node.
     """
     if should_launch(settings.compute.distributed.pretrain):
-        processes = processes_for(settings.compute.distributed, resolve_device(settings.device))
-        state = run_under_torchrun(
+        setting = settings.compute.distributed
+        if setting.nodes > 1:
+            source = source.on_store(f"{setting.job_store.rstrip('/')}/decoded")
+        state = run_distributed(
             "graft.pretraining:pretrain_worker",
             {"source": source.to_state(), "settings": settings.model_dump(mode="json")},
-            processes,
+            setting, resolve_device(settings.device), DataSize(len(source), source.images.numel() // max(1, len(source)),
+                                                             settings.pretrain.batch_size),
         )
         return PretrainResult(
             bundle=ModelBundle.from_state(state["bundle"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -14,7 +15,7 @@ from graft.strategies import TransferContext, strategy_class
 from graft.strategies.base import FitSettings, StrategyParams, target_spec
 from graft.training.augment import make_augmenter
 from graft.training.devices import resolve_device, seed_everything
-from graft.training.launch import processes_for, run_under_torchrun, should_launch
+from graft.training.launch import DataSize, run_distributed, should_launch
 from graft.training.loop import TrainingData, TrainingResult
 
 ADAPTATION_IMAGES = 4096
@@ -76,11 +77,15 @@ def train_candidate(strategy_name: str, source: ModelBundle, target: TargetSplit
     ``compute.distributed.finetune`` the training runs under torchrun across the node.
     """
     if should_launch(settings.compute.distributed.finetune):
-        processes = processes_for(settings.compute.distributed, resolve_device(settings.device))
-        state = run_under_torchrun(
+        setting = settings.compute.distributed
+        if setting.nodes > 1:
+            target = dataclasses.replace(target, dataset=target.dataset.on_store(f"{setting.job_store.rstrip('/')}/decoded"))
+        images = target.dataset.images
+        state = run_distributed(
             "graft.transfer:finetune_worker",
             {"strategy": strategy_name, "source": source.to_state(), "target": target.to_state(), "settings": settings.model_dump(mode="json")},
-            processes,
+            setting, resolve_device(settings.device),
+            DataSize(len(images), images.numel() // max(1, len(images)), settings.finetune.batch_size),
         )
         return Candidate.from_state(state)
     configured = strategy_class(strategy_name).Params.model_validate(settings.finetune.strategies.get(strategy_name) or {})

@@ -8,13 +8,14 @@ code; for sharded images that dict holds the shard locations and the index, neve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from graft.data.shards import ShardImages, iter_batches
+from graft.data.shards import ShardImages, iter_batches, publish_shards
 
 Images = torch.Tensor | ShardImages
 
@@ -105,6 +106,13 @@ class ImageDataset:
 
     def keys_of(self, indices: torch.Tensor) -> list[str]:
         return [self.content_keys[index] for index in indices.tolist()]
+
+    def on_store(self, folder_uri: str) -> "ImageDataset":
+        """The same dataset with its shards copied to ``folder_uri`` (an artifact store) and read from
+        there, for machines that share no disk with this one; in-memory images travel as they are."""
+        if not isinstance(self.images, ShardImages):
+            return self
+        return dataclasses.replace(self, images=publish_shards(self.images, folder_uri))
 
     @classmethod
     def from_state(cls, state: dict) -> "ImageDataset":

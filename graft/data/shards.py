@@ -339,6 +339,7 @@ def publish_shards(images: "ShardImages", folder_uri: str) -> "ShardImages":
     import fsspec
 
     filesystem, root = fsspec.core.url_to_fs(folder_uri)
+    filesystem.makedirs(f"{root.rstrip('/')}/shards", exist_ok=True)  # object stores: nothing to do
     for number, shard in enumerate(images.shards):
         target = f"{root.rstrip('/')}/shards/{shard.name}"
         if not filesystem.exists(target):

@@ -60,3 +60,41 @@ def run_under_torchrun(task: str, payload: dict, processes: int) -> dict:
         if completed.stderr:
             sys.stderr.write(completed.stderr)
         return torch.load(outputs, weights_only=True)
+
+
+def run_distributed(task: str, payload: dict, setting: DistributedConfig, device: torch.device, sizes: "DataSize") -> dict:
+    """``task`` under torchrun on this node, or, with ``setting.nodes > 1``, on a Kubeflow PyTorchJob
+    (``graft.training.pytorchjob``) whose inputs and outputs travel through ``setting.job_store``."""
+    if setting.nodes == 1:
+        return run_under_torchrun(task, payload, processes_for(setting, device))
+    return run_on_pytorchjob(task, payload, setting, sizes)
+
+
+class DataSize:
+    """What the pods' requests are sized from: images, bytes per image, global batch."""
+
+    def __init__(self, images: int, image_bytes: int, batch_size: int):
+        self.images, self.image_bytes, self.batch_size = images, image_bytes, batch_size
+
+
+def run_on_pytorchjob(task: str, payload: dict, setting: DistributedConfig, sizes: DataSize) -> dict:
+    import io
+    import uuid
+
+    import fsspec
+
+    from graft.training.pytorchjob import pytorchjob_manifest, resources_for, submit_and_wait
+
+    job = f"graft-{uuid.uuid4().hex[:12]}"
+    folder = f"{setting.job_store.rstrip('/')}/jobs/{job}"
+    processes = setting.processes if isinstance(setting.processes, int) else max(1, setting.gpus_per_node)
+    with fsspec.open(f"{folder}/inputs.pt", "wb") as handle:
+        torch.save(payload, handle)
+    resources = resources_for(sizes.images, sizes.image_bytes, sizes.batch_size, processes, setting.gpus_per_node)
+    manifest = pytorchjob_manifest(job, setting.job_namespace, setting.job_image, task, f"{folder}/inputs.pt",
+                                   f"{folder}/outputs.pt", setting.nodes, processes, resources)
+    state = submit_and_wait(manifest, setting.job_timeout_seconds)
+    if state != "Succeeded":
+        raise GraftError(f"PyTorchJob {job} for {task} ended {state}; see `kubectl logs -n {setting.job_namespace} {job}-master-0`")
+    with fsspec.open(f"{folder}/outputs.pt", "rb") as handle:
+        return torch.load(io.BytesIO(handle.read()), weights_only=True)

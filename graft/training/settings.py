@@ -53,6 +53,14 @@ class DistributedConfig(StrictModel):
     processes: int | Literal["gpus"] = Field(
         "gpus", description="Processes per node: 'gpus' = one per visible GPU (NCCL), or a number (gloo on CPU)."
     )
+    nodes: int = Field(1, ge=1, description="Nodes: 1 runs torchrun in the step; more submit a Kubeflow PyTorchJob.")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs each PyTorchJob pod requests (nodes > 1).")
+    job_image: str | None = Field(None, description="Image of the PyTorchJob pods (nodes > 1): the step image.")
+    job_namespace: str = Field("kubeflow", description="Namespace the PyTorchJob is created in.")
+    job_store: str | None = Field(
+        None, description="URI (s3://bucket/prefix) for the job's inputs, outputs and shards (nodes > 1)."
+    )
+    job_timeout_seconds: int = Field(6 * 3600, ge=60, description="How long a step waits for its PyTorchJob.")
 
     @field_validator("processes")
     @classmethod
@@ -60,6 +68,12 @@ class DistributedConfig(StrictModel):
         if isinstance(value, int) and value < 1:
             raise ValueError("processes must be at least 1 or 'gpus'")
         return value
+
+    @model_validator(mode="after")
+    def _job_settings_for_several_nodes(self) -> "DistributedConfig":
+        if self.nodes > 1 and not (self.job_image and self.job_store and "://" in self.job_store):
+            raise ValueError("nodes > 1 needs job_image and job_store (a URI such as s3://bucket/graft-jobs)")
+        return self
 
 
 class ComputeConfig(StrictModel):

@@ -20,11 +20,33 @@ def main(argv: list[str]) -> None:
     module_name, function_name = task.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     try:
-        result = function(torch.load(inputs, weights_only=True))
+        result = function(_load(inputs))
         if distributed.launch_rank() == 0:
-            torch.save(result, outputs)
+            _save(result, outputs)
     finally:
         distributed.shutdown()
+
+
+def _load(location: str) -> dict:
+    """A local path, or a URI in the artifact store (a PyTorchJob's pods share no disk)."""
+    if "://" not in location:
+        return torch.load(location, weights_only=True)
+    import io
+
+    import fsspec
+
+    with fsspec.open(location, "rb") as handle:
+        return torch.load(io.BytesIO(handle.read()), weights_only=True)
+
+
+def _save(result: dict, location: str) -> None:
+    if "://" not in location:
+        torch.save(result, location)
+        return
+    import fsspec
+
+    with fsspec.open(location, "wb") as handle:
+        torch.save(result, handle)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_pretrain_config_switch_runs_the_step_training_under_torchrun(monkeypatc
     settings = {"device": "cpu", "pretrain": {"epochs": 2, "batch_size": 16}}
     single = pretrain_source(source, PretrainSettings.of(GraftConfig.model_validate(settings)))
     launched = []
-    monkeypatch.setattr("graft.pretraining.run_under_torchrun", lambda *args: launched.append(args) or run_under_torchrun(*args))
+    monkeypatch.setattr("graft.training.launch.run_under_torchrun", lambda *args: launched.append(args) or run_under_torchrun(*args))
     switched = {**settings, "compute": {"distributed": {"pretrain": True, "processes": 2}}}
     parallel = pretrain_source(source, PretrainSettings.of(GraftConfig.model_validate(switched)))
     assert [(task, processes) for task, _, processes in launched] == [("graft.pretraining:pretrain_worker", 2)]
@@ -106,7 +106,7 @@ def test_finetune_config_switch_runs_the_candidate_training_under_torchrun(monke
         launched.append((task, processes, reported["world_size"]))
         return reported["result"]
 
-    monkeypatch.setattr("graft.transfer.run_under_torchrun", run_and_report_world_size)
+    monkeypatch.setattr("graft.training.launch.run_under_torchrun", run_and_report_world_size)
     switched = {**settings, "compute": {"distributed": {"finetune": True, "processes": 2}}}
     parallel = train_candidate("parameter", source, target, FinetuneSettings.of(GraftConfig.model_validate(switched)))
     assert launched == [("graft.transfer:finetune_worker", 2, 2)]  # task, processes asked for, world size training saw
