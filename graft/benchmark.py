@@ -1,8 +1,8 @@
 """Label efficiency on any source -> target pair: test accuracy vs labelled target images per class.
 
-For each training seed the source model is pretrained once; for each label budget (labels per
-class, 0 and ``None`` = every label included) each strategy trains on the same split and is scored
-on the test split, which nothing before that scoring reads. The val/test splits are fixed by
+For each training seed the source model is pretrained once (once for all seeds with ``source_seed``);
+for each label budget (labels per class, 0 and ``None`` = every label included) each strategy trains
+on the same split and is scored on the test split, which nothing before that scoring reads. The val/test splits are fixed by
 ``data.split_seed`` (or by the data's own train/val/test folders); the labelled images change with
 the seed, and budgets are nested for a seed. With 0 labels only strategies that learn without labels
 run. References that apply are added: ``source_only`` (the source model as it is, when the target's
@@ -57,6 +57,7 @@ class BenchmarkPlan:
     pixel_baselines: bool = True
     suggest_budget: int | None = None
     suggest_strategy: str = "adaptive"
+    source_seed: int | None = None  # pretrain the source once, with this seed, for every training seed (None: once per seed)
 
 
 def budget_name(budget: int | None) -> str:
@@ -102,10 +103,15 @@ def run_benchmark(plan: BenchmarkPlan, log: Callable[[str], None] = print) -> li
     same_classes = list(source_data.class_names) == list(target_data.class_names)
     rows: list[dict] = []
     started = time.perf_counter()
+    shared = None
     for seed in plan.seeds:
         config = pair_config(plan, seed, plan.budgets[0])
-        pretrained = pretrain_source(source_data, PretrainSettings.of(config))
-        log(f"[{pair_name(config)} seed {seed}] source pretrained: {100 * pretrained.holdout_accuracy:.2f}% on held-out source images")
+        if shared is None or plan.source_seed is None:
+            source_config = config if plan.source_seed is None else pair_config(plan, plan.source_seed, plan.budgets[0])
+            shared = pretrained = pretrain_source(source_data, PretrainSettings.of(source_config))
+            log(f"[{pair_name(config)}] source pretrained (seed {source_config.seed}): "
+                f"{100 * pretrained.holdout_accuracy:.2f}% on held-out source images")
+        pretrained = shared
         trained: dict[tuple[int | None, str], Candidate] = {}
         for budget in plan.budgets:
             config = pair_config(plan, seed, budget)
@@ -177,11 +183,19 @@ def suggestion_rows(plan: BenchmarkPlan, seed: int, target: ImageDataset, source
     )
     candidate = train_candidate(name, source, grown, FinetuneSettings.of(pair_config(plan, seed, budget)))
     metrics, _ = score_bundle(candidate.bundle, grown, "test")
+    rows = []
+    if (budget, name) not in trained:  # the same strategy on a random budget of the same size, for the comparison
+        config = pair_config(plan, seed, budget)
+        random = split_target(target, config.data.val_fraction, config.data.test_fraction, budget, config.data.split_seed, seed)
+        reference = train_candidate(name, source, random, FinetuneSettings.of(config))
+        scores, _ = score_bundle(reference.bundle, random, "test")
+        rows.append(test_row(name, budget, seed, random, scores, val_accuracy=reference.val_accuracy,
+                             best_epoch=reference.best_epoch, train_seconds=reference.seconds))
     counts = target.class_counts(picked)
     log(f"  seed {seed} {budget} labels/class, {half} random + {len(picked)} suggested (per class {counts}) {name}: "
         f"test {100 * metrics['accuracy']:6.2f}%")
-    return [test_row(name + SUGGESTED, budget, seed, grown, metrics, val_accuracy=candidate.val_accuracy,
-                     best_epoch=candidate.best_epoch, train_seconds=candidate.seconds)]
+    return rows + [test_row(name + SUGGESTED, budget, seed, grown, metrics, val_accuracy=candidate.val_accuracy,
+                            best_epoch=candidate.best_epoch, train_seconds=candidate.seconds)]
 
 
 def mean_accuracy(rows: list[dict], method: str, budget: int | None) -> float | None:
@@ -206,3 +220,32 @@ def markdown_table(rows: list[dict], title: str) -> str:
                 cells.append(f"{100 * statistics.mean(accs):.2f}% ({100 * min(accs):.1f}-{100 * max(accs):.1f})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+CSV_FIELDS = ["pair", "labels_per_class", "train_images", "method", "seed", "test_accuracy", "test_macro_f1", "val_accuracy",
+              "best_epoch", "train_seconds"]
+
+
+def write_csv(rows: list[dict], path) -> None:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: (f"{row[key]:.6f}" if isinstance(row.get(key), float) else row.get(key, "")) for key in CSV_FIELDS})
+
+
+def parse_budgets(text: str) -> list[int | None]:
+    """``0,1,5,all`` to ``[0, 1, 5, None]`` (sorted, ``all`` last); a bad item raises ValueError naming it."""
+    budgets: set[int | None] = set()
+    for item in (part.strip().lower() for part in text.split(",")):
+        if item in {ALL, "none", "null"}:
+            budgets.add(None)
+        elif item:
+            if not item.isdigit():
+                raise ValueError(f"labels per class {item!r}: give whole numbers >= 0 or 'all'")
+            budgets.add(int(item))
+    if not budgets:
+        raise ValueError("give at least one label budget")
+    return sorted(budgets, key=lambda budget: float("inf") if budget is None else budget)

@@ -200,6 +200,88 @@ def predict(
         raise DataError(f"none of the {len(files)} files could be decoded; nothing was labelled")
 
 
+@app.command("suggest-labels")
+def suggest_labels(
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Unlabelled image files or folders (default: the configured target's training images beyond data.labels_per_class)."),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many images to suggest.")] = 20,
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: rank,path,predicted,margin.")] = Path("labels_todo.csv"),
+    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    alias: Annotated[str, typer.Option(help="Registry alias whose model ranks the images.")] = "champion",
+    config: ConfigOption = None,
+) -> None:
+    """Which images to label next: the champion's least certain ones, balanced across the classes it predicts.
+
+    Uncertainty is the margin between the two most probable classes. Label the listed images, drop them into the target's class folders, and `graft watch` (or `graft run`) retrains with them.
+    """
+    from graft.data.decoding import collect_image_files
+    from graft.prediction import check_output, file_logits
+    from graft.registry.model_registry import aliases, load_registered
+    from graft.suggest import pool_of_target, requests_for, write_requests
+    from graft.training.loop import predict_logits
+
+    check_output(output)
+    name = _registry_model_name(config, model_name)
+    if alias not in aliases(name):
+        raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
+    loaded = load_registered(f"models:/{name}@{alias}")
+    if paths:
+        files = collect_image_files(paths)
+        decoded, logits, failed = file_logits(loaded, files)
+        for row in failed:
+            typer.echo(f"skipped: {row.error}", err=True)
+        names = [str(path) for path in decoded]
+    else:
+        names, images = pool_of_target(_load(config))
+        logits = predict_logits(loaded.model, images, loaded.preprocessing)
+    if not names:
+        raise DataError("no unlabelled images to rank: pass image files or folders, or set data.labels_per_class below the "
+                        "images per class so the target keeps an unlabelled pool")
+    requests = requests_for(names, logits, loaded.class_names, count)
+    for request in requests:
+        typer.echo(f"{request.rank}\t{request.path}\t{request.predicted}\t{request.margin:.4f}")
+    write_requests(output, requests)
+    per_class = {label: sum(1 for request in requests if request.predicted == label) for label in loaded.class_names}
+    typer.echo(f"wrote {len(requests)} of {len(names)} images to {output} (predicted classes: "
+               f"{', '.join(f'{label} {n}' for label, n in per_class.items() if n)}); label them, move them into the "
+               "target's class folders, and `graft watch` retrains", err=True)
+
+
+@app.command()
+def benchmark(
+    config: ConfigOption = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Source data: {SPEC_OPTION_HELP}")] = None,
+    target: Annotated[Optional[str], typer.Option(help=f"Target data: {SPEC_OPTION_HELP}")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Training seeds 0..N-1.")] = 3,
+    budgets: Annotated[str, typer.Option(help="Labels per class, comma-separated; 0 runs source_free only, all = every label.")] = "0,1,5,10",
+    strategies: Annotated[str, typer.Option(help="Strategies run with labels, comma-separated.")] = "scratch,parameter,adaptive,semi",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="CSV of every run (default: <state>/benchmark/results.csv).")] = None,
+) -> None:
+    """Which strategy suits your data: test accuracy of each strategy per label budget, on your source and target.
+
+    Pretrains the source once per seed, trains every strategy on the same splits (the data's own train/val/test folders when it has them) and scores each on the test split; nothing is registered. Also shows the source model as it is (same classes only) and pixel baselines (small grayscale images only).
+    """
+    from graft.benchmark import BenchmarkPlan, markdown_table, pair_config, pair_name, parse_budgets, run_benchmark, write_csv
+
+    try:
+        chosen = parse_budgets(budgets)
+    except ValueError as error:
+        raise ConfigError(f"--budgets {budgets}: {error}") from None
+    data = {key: value for key, value in {"source": source, "target": target}.items() if value is not None}
+    names = [name.strip() for name in strategies.split(",") if name.strip()]
+    plan = BenchmarkPlan(config or _default_config_path(), list(range(seeds)), chosen, names, overrides={"data": data} if data else {})
+    pair = pair_name(pair_config(plan, 0, chosen[0]))
+    path = output or _writable_state().root / "benchmark" / "results.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"graft benchmark: {pair}, seeds {plan.seeds}, labels per class {budgets}, strategies {', '.join(names)}", err=True)
+    rows = run_benchmark(plan, log=lambda line: typer.echo(line, err=True))
+    write_csv([{**row, "pair": pair} for row in rows], path)
+    typer.echo(markdown_table(rows, f"{pair}: mean test accuracy (min-max over seeds) by labels per class"))
+    typer.echo(f"wrote {path}", err=True)
+
+
 @app.command()
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or pt2 (torch.export).")],

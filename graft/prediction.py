@@ -33,25 +33,35 @@ class Prediction:
 
 def predict_files(loaded: LoadedModel, files: list[Path]) -> list[Prediction]:
     """A prediction per file, in the given order; a file that cannot be decoded gets its error, the rest go on."""
+    decoded, logits, failed = file_logits(loaded, files)
+    results = list(failed)
+    if decoded:
+        confidence, index = logits.softmax(dim=1).max(dim=1)
+        results += [Prediction(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(decoded, index, confidence)]
+    order = {str(path): position for position, path in enumerate(files)}
+    return sorted(results, key=lambda row: order[row.path])
+
+
+def file_logits(loaded: LoadedModel, files: list[Path]) -> tuple[list[Path], torch.Tensor, list[Prediction]]:
+    """The files that decode, their logits (one row each, same order), and a ``Prediction`` with the error for each other."""
     spec = loaded.preprocessing
-    results: list[Prediction] = []
+    decoded: list[Path] = []
+    chunks: list[torch.Tensor] = []
+    failed: list[Prediction] = []
     for start in range(0, len(files), CHUNK):
-        images, decoded = [], []
+        images = []
         for path in files[start : start + CHUNK]:
             try:
                 image = decode_image_file(path)
             except DataError as error:
-                results.append(Prediction(str(path), error=str(error)))
+                failed.append(Prediction(str(path), error=str(error)))
                 continue
             images.append(frame_to_spec(image[None], spec)[0])
             decoded.append(path)
-        if not images:
-            continue
-        probabilities = predict_logits(loaded.model, torch.stack(images), spec).softmax(dim=1)
-        confidence, index = probabilities.max(dim=1)
-        results += [Prediction(str(path), loaded.class_names[int(i)], float(p)) for path, i, p in zip(decoded, index, confidence)]
-    order = {str(path): position for position, path in enumerate(files)}
-    return sorted(results, key=lambda row: order[row.path])
+        if images:
+            chunks.append(predict_logits(loaded.model, torch.stack(images), spec))
+    logits = torch.cat(chunks) if chunks else torch.zeros((0, len(loaded.class_names)))
+    return decoded, logits, failed
 
 
 def check_output(path: Path) -> None:

@@ -17,7 +17,8 @@ from graft.validation.manifest import build_manifest_table
 __all__ = ["GateReport", "gate_target", "raise_if_failed", "thresholds_from_config"]
 
 
-def thresholds_from_config(gate: GateConfig) -> GateThresholds:
+def thresholds_from_config(gate: GateConfig, labels_per_class: int | None = None) -> GateThresholds:
+    """The gate's thresholds; with ``labels_per_class`` 0 the train split is empty by design and not checked."""
     return GateThresholds(
         min_images_per_class=dict(gate.min_images_per_class),
         max_class_imbalance=gate.max_class_imbalance,
@@ -25,7 +26,7 @@ def thresholds_from_config(gate: GateConfig) -> GateThresholds:
         expected_labels=list(gate.expected_labels) if gate.expected_labels else None,
         max_pixel_mean_shift=gate.max_pixel_mean_shift,
         max_pixel_std_shift=gate.max_pixel_std_shift,
-        labelled_training=config.data.labels_per_class != 0,
+        labelled_training=labels_per_class != 0,
     )
 
 
@@ -47,7 +48,7 @@ def gate_target(
             to_dataset(decoded, origin), data.val_fraction, data.test_fraction, data.labels_per_class, data.split_seed, settings.seed
         )
     table = build_manifest_table(decoded.records, splits)
-    report = run_gate(table, decoded.class_names, thresholds_from_config(settings.gate), reference, data_docs_dir)
+    report = run_gate(table, decoded.class_names, thresholds_from_config(settings.gate, data.labels_per_class), reference, data_docs_dir)
     return splits, report
 
 

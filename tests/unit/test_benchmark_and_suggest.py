@@ -110,3 +110,32 @@ def test_suggest_picks_the_least_certain_balanced_across_predicted_classes():
         assert sorted(chosen) == sorted(least)
     assert picks[0].predicted == 0  # the class holding the least certain image goes first
     assert len(suggest(logits, 100)) == 60 and suggest(logits, 0) == []
+
+
+def test_suggest_labels_from_the_targets_unlabelled_pool_to_csv(tmp_path, source_bundle):
+    import csv
+
+    from graft.config import load_config
+    from graft.suggest import pool_of_target, requests_for, write_requests
+    from graft.training.loop import predict_logits
+
+    blob_folder(tmp_path / "target", seed=30, splits=False)
+    config = load_config(overrides={"device": "cpu", "data": {"target": str(tmp_path / "target"), "labels_per_class": 2,
+                                                            "decode_workers": 1}})
+    paths, images = pool_of_target(config)
+    assert len(paths) == images.shape[0] > 0
+    assert all(Path(path).is_file() and Path(path).parent.parent == tmp_path / "target" for path in paths)
+    assert len(paths) < 16 * len(CLASS_NAMES) - 2 * len(CLASS_NAMES)  # val and test images are not in the pool
+    logits = predict_logits(source_bundle.build_model(), images, source_bundle.preprocessing)
+    requests = requests_for(paths, logits, list(CLASS_NAMES), 6)
+    assert [request.rank for request in requests] == list(range(1, 7)) and len({request.path for request in requests}) == 6
+    predicted = logits.argmax(dim=1)
+    classes_predicted = len(predicted.unique())
+    counts = {name: sum(1 for request in requests if request.predicted == name) for name in CLASS_NAMES}
+    assert max(counts.values()) - min(v for v in counts.values() if v) <= 1 and sum(1 for v in counts.values() if v) == min(classes_predicted, 6)
+    output = tmp_path / "labels_todo.csv"
+    write_requests(output, requests)
+    with output.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["path"] for row in rows] == [request.path for request in requests]
+    assert list(rows[0]) == ["rank", "path", "predicted", "margin"]
