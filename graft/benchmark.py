@@ -33,7 +33,8 @@ from graft.data.dataset import ImageDataset, TargetSplits
 from graft.data.sources import load_dataset
 from graft.data.splits import split_target
 from graft.errors import ConfigError
-from graft.evaluation.evaluate import SOURCE_ONLY, score_bundle
+from graft.evaluation.evaluate import score_bundle
+from graft.results import SOURCE_ONLY
 from graft.pretraining import pretrain_source
 from graft.stage_settings import FinetuneSettings, PretrainSettings
 from graft.strategies import strategy_class

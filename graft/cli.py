@@ -117,7 +117,6 @@ def run(
     if orchestration is not None and not orchestration.is_file():
         raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
-    from graft.reporting.summary import candidates_table, comparison_line, transfer_policy_line
     from graft.schedule import load_schedule
     from pipelines.runner import run_transfer
 
@@ -129,31 +128,35 @@ def run(
         typer.echo(f"Scheduled: the orchestrator runs the pipeline on cron '{recurring.cron_expression}' (UTC on Kubeflow), "
                    "without the step cache; see the recurring runs in its UI.")
         return
+    _print_run_summary(outcome)
+
+
+def _print_run_summary(outcome) -> None:
+    """What ``graft run`` prints after a run: source model, gate, candidates, decision, where to look."""
+    from graft.reporting.summary import candidates_table, comparison_line, transfer_policy_line
+
     promotion = outcome.promotion
     typer.echo("")
-    holdout = outcome.pretrain["source_holdout_accuracy"]
+    holdout = outcome.pretrain.source_holdout_accuracy
     if holdout is None:
-        typer.echo(f"Source model: {outcome.pretrain.get('lineage', {}).get('graft.weights', 'initial weights')} as they are (pretrain.epochs: 0)")
+        typer.echo(f"Source model: {outcome.pretrain.lineage.get('graft.weights', 'initial weights')} as they are (pretrain.epochs: 0)")
     else:
         typer.echo(f"Source model: {100 * holdout:.2f}% on held-out source images")
-    if outcome.validation:
-        from graft.validation.gate import passed_gate_line
-
-        typer.echo(passed_gate_line(outcome.validation))
+    typer.echo(outcome.validation.passed_line())
     typer.echo(candidates_table(outcome.evaluation, promotion))
     typer.echo("")
-    verdict = "PROMOTED to champion" if promotion["promoted"] else "not promoted"
-    typer.echo(f"Registered {promotion['model_name']} v{promotion['registered_version']} ({promotion['challenger']}): {verdict}.")
-    typer.echo(f"Why: {promotion['reason']}")
+    verdict = "PROMOTED to champion" if promotion.promoted else "not promoted"
+    typer.echo(f"Registered {promotion.model_name} v{promotion.registered_version} ({promotion.challenger}): {verdict}.")
+    typer.echo(f"Why: {promotion.reason}")
     typer.echo(comparison_line(promotion))
     typer.echo(transfer_policy_line(promotion))
-    before, after = promotion["champion_before"], promotion["champion_after"]
+    before, after = promotion.champion_before, promotion.champion_after
     if after is None:
-        typer.echo(f"Champion: none yet ({promotion['model_name']} has no version that beat the baseline)")
+        typer.echo(f"Champion: none yet ({promotion.model_name} has no version that beat the baseline)")
     else:
         typer.echo(f"Champion: v{after}" + (f" (was v{before})" if before and before != after else ""))
     typer.echo(f"Pipeline run {outcome.run_name}: {len(outcome.steps)} steps in {outcome.seconds:.1f} s")
-    typer.echo(f"Report: {promotion['report_path']}")
+    typer.echo(f"Report: {promotion.report_path}")
     typer.echo("")
     typer.echo("Look at it:")
     typer.echo(f"  MLflow UI:        graft ui           (then http://127.0.0.1:5000; store {outcome.tracking_uri})")
@@ -326,7 +329,7 @@ def validate(
 
     from graft.paths import resolve_tracking_uri
     from graft.stage_settings import TargetSettings
-    from graft.validation import raise_if_failed
+    from graft.validation.target_gate import raise_if_failed
     from graft.validation.run import previous_accepted_profile, validate_target_data
 
     overrides: dict = {"data": {key: value for key, value in {"target": target, "labels_per_class": labels_per_class}.items() if value is not None}}

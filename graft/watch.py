@@ -255,10 +255,10 @@ def watch_once(
                     failed[check.fingerprint] = str(error)
                 raise
             promotion = outcome.promotion
-            verdict = "promoted to champion" if promotion.get("promoted") else f"not promoted: {promotion.get('reason')}"
+            verdict = "promoted to champion" if promotion.promoted else f"not promoted: {promotion.reason}"
             echo(
-                f"watch {config.data.target}: run {outcome.run_name} registered {promotion.get('model_name')} "
-                f"v{promotion.get('registered_version')} ({verdict}) in {outcome.seconds:.1f} s"
+                f"watch {config.data.target}: run {outcome.run_name} registered {promotion.model_name} "
+                f"v{promotion.registered_version} ({verdict}) in {outcome.seconds:.1f} s"
             )
         return check
 

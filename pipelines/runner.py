@@ -15,20 +15,23 @@ from pathlib import Path
 
 from graft import errors
 from graft.config import GraftConfig
+from graft.results import Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
 from graft.paths import check_writable, configure_environment, project_root, resolve_tracking_uri
 from graft.schedule import ScheduleConfig
 
 
 @dataclass
 class RunOutcome:
+    """A finished run: its steps' results as the steps returned them."""
+
     run_name: str
     status: str
     seconds: float
     steps: list[str]
-    evaluation: dict
-    promotion: dict
-    validation: dict
-    pretrain: dict
+    evaluation: Evaluation
+    promotion: PromotionRecord
+    validation: ValidationSummary
+    pretrain: PretrainSummary
     tracking_uri: str
 
 
@@ -183,9 +186,7 @@ def collect_outcome(run, seconds: float, tracking_uri: str) -> RunOutcome:
     run = Client().get_pipeline_run(run.id)
     steps = sorted(run.steps, key=lambda name: run.steps[name].start_time or 0)
 
-    def output(step: str, name: str) -> dict:
-        if step not in run.steps or name not in run.steps[step].outputs:
-            return {}
+    def output(step: str, name: str):
         return run.steps[step].outputs[name][0].load()
 
     return RunOutcome(

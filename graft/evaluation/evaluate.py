@@ -9,10 +9,9 @@ from graft.data.dataset import TargetSplits
 from graft.evaluation.calibration import fit_temperature
 from graft.evaluation.metrics import classification_metrics, confusion_matrix, expected_calibration_error
 from graft.models.bundle import ModelBundle
+from graft.results import CandidateScores, Evaluation
 from graft.training.loop import predict_logits
 from graft.transfer import CandidateSet
-
-SOURCE_ONLY = "source_only"
 
 
 def _scores(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[dict[str, float], list[list[int]]]:
@@ -48,26 +47,27 @@ def score_candidate(bundle: ModelBundle, splits: TargetSplits) -> dict:
     return {"test": test, "val": val, "confusion_matrix": matrix}
 
 
-def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: ModelBundle, baseline: str) -> dict:
+def evaluate_candidates(candidates: CandidateSet, splits: TargetSplits, source: ModelBundle, baseline: str) -> Evaluation:
     """Test and validation metrics per candidate, the gap to the baseline, and source-only scores.
 
     ``negative_transfer_gap`` is baseline accuracy minus candidate accuracy on the test split:
     above zero, transfer made the model worse than training from scratch.
     """
-    rows: dict[str, dict] = {}
-    for candidate in candidates.candidates:
-        rows[candidate.strategy] = score_candidate(candidate.bundle, splits)
+    rows = {candidate.strategy: score_candidate(candidate.bundle, splits) for candidate in candidates.candidates}
     baseline_accuracy = rows[baseline]["test"]["accuracy"] if baseline in rows else None
-    for name, row in rows.items():
-        row["negative_transfer_gap"] = None if baseline_accuracy is None else baseline_accuracy - row["test"]["accuracy"]
-    same_classes = list(source.class_names) == list(splits.dataset.class_names)
-    source_only = score_bundle(source, splits, "test")[0] if same_classes else None
-    return {
-        "class_names": list(splits.dataset.class_names),
-        "test_images": splits.size("test"),
-        "val_images": splits.size("val"),
-        "eval_set_hash": splits.eval_set_hash(),
-        "baseline": baseline,
-        "candidates": rows,
-        SOURCE_ONLY: source_only,
+    scores = {
+        name: CandidateScores(
+            **row, negative_transfer_gap=None if baseline_accuracy is None else baseline_accuracy - row["test"]["accuracy"]
+        )
+        for name, row in rows.items()
     }
+    same_classes = list(source.class_names) == list(splits.dataset.class_names)
+    return Evaluation(
+        class_names=list(splits.dataset.class_names),
+        test_images=splits.size("test"),
+        val_images=splits.size("val"),
+        eval_set_hash=splits.eval_set_hash(),
+        baseline=baseline,
+        candidates=scores,
+        source_only=score_bundle(source, splits, "test")[0] if same_classes else None,
+    )

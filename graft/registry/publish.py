@@ -15,7 +15,7 @@ from graft.data.listing import ListingStore, compare_listings
 from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
 from graft.evaluation.significance import PAIRED_TESTS
-from graft.promotion import decide_promotion, hold_back
+from graft.promotion import PromotionDecision, decide_promotion, hold_back
 from graft.registry import model_registry
 from graft.registry.comparison import (
     CONTENT_HASHES_TAG,
@@ -27,6 +27,7 @@ from graft.registry.comparison import (
 from graft.history import TARGET_CHANGES_TAG
 from graft.registry.lineage import environment_tags
 from graft.registry.locking import promotion_lock
+from graft.results import Evaluation, PromotionRecord
 from graft.training.loop import predict_logits
 from graft.watch import FINGERPRINT_TAG
 from graft.transfer import Candidate, CandidateSet
@@ -84,28 +85,19 @@ def champion_hashes(model_name: str, version: str | None) -> ContentHashes | Non
 
 def publish(
     candidates: CandidateSet,
-    evaluation: dict,
+    evaluation: Evaluation,
     splits: TargetSplits,
     config: GraftConfig,
     lineage: Lineage,
     lock_dir: Path,
     listings: ListingStore | None = None,
-) -> dict:
+) -> PromotionRecord:
     """Log models, register the challenger and decide on ``champion``; returns the decision record."""
     import mlflow
 
     model_name = config.registry.model_name
-    baseline = config.promotion.baseline
-    example_images = splits.dataset.images[splits.indices["val"][:4]]
-    model_uris: dict[str, str] = {}
-    with model_registry.tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
-        for candidate in candidates.candidates:
-            with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True) if candidate.mlflow_run_id else nullcontext():
-                info = model_registry.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
-            model_uris[candidate.strategy] = info.model_uri
-
-    challenger = select_challenger(candidates, baseline)
-    scores = {name: row["test"] for name, row in evaluation["candidates"].items()}
+    model_uris = log_candidates(candidates, splits, model_name)
+    challenger = select_challenger(candidates, config.promotion.baseline)
     seen = ContentHashes.of(splits)
     with model_registry.tracking_server_call(f"recording the images {model_name} learnt from"):
         hashes_uri = log_content_hashes(seen, challenger.mlflow_run_id or mlflow.active_run().info.run_id)
@@ -115,46 +107,61 @@ def publish(
         if registered is not None:
             return republished(registered, challenger.strategy, model_uris)
         champion_before = model_registry.champion_version(model_name)
-        changes = target_changes(model_name, lineage.target_fingerprint, listings)
         decision = decide_on_comparison_set(candidates, challenger, splits, config, champion_before, seen)
         environment = environment_tags(config)
         lineage_tags = {"graft.source_fingerprint": lineage.source_fingerprint, FINGERPRINT_TAG: lineage.target_fingerprint, **environment}
         decision = hold_back(decision, model_registry.held_back_by(model_name, model_registry.lineage_key(lineage_tags)))
         challenger = candidates.by_strategy(decision.candidate or challenger.strategy)  # the baseline under promote_baseline
         tags = {
-            "graft.strategy": challenger.strategy,
-            "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in scores[challenger.strategy].items()}),
-            "graft.val_accuracy": f"{challenger.val_accuracy:.6f}",
-            "graft.eval_set_hash": evaluation["eval_set_hash"],
-            CONTENT_HASHES_TAG: hashes_uri,
-            "graft.compared_images": str(decision.compared_images),
-            "graft.excluded_images": str(decision.excluded_images),
-            "graft.source_fingerprint": lineage.source_fingerprint,
-            FINGERPRINT_TAG: lineage.target_fingerprint,
-            "graft.pipeline_run": lineage.pipeline_run,
-            "graft.mlflow_run_id": challenger.mlflow_run_id,
-            "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
-            **lineage.source_weights,
+            **version_tags(challenger, evaluation, lineage, hashes_uri, decision),
             **environment,
-            "graft.promotion": "promoted" if decision.promote else "rejected",
-            "graft.promotion_reason": decision.reason,
             "graft.promotion_decision": json.dumps({**decision.as_dict(), "champion_before": champion_before}),
-            **({TARGET_CHANGES_TAG: json.dumps(changes)} if changes is not None else {}),
         }
+        changes = target_changes(model_name, lineage.target_fingerprint, listings)
+        if changes is not None:
+            tags[TARGET_CHANGES_TAG] = json.dumps(changes)
         version = model_registry.register(model_uris[challenger.strategy], model_name, tags)
         if decision.promote:
             model_registry.move_champion(model_name, version, champion_before)
         champion_after = model_registry.champion_version(model_name)
+    return PromotionRecord.of(model_name, version, challenger.strategy, decision, champion_before, champion_after, model_uris)
+
+
+def log_candidates(candidates: CandidateSet, splits: TargetSplits, model_name: str) -> dict[str, str]:
+    """Log every candidate as an MLflow model in its own run; their model URIs by strategy."""
+    import mlflow
+
+    example_images = splits.dataset.images[splits.indices["val"][:4]]
+    model_uris: dict[str, str] = {}
+    with model_registry.tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
+        for candidate in candidates.candidates:
+            with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True) if candidate.mlflow_run_id else nullcontext():
+                info = model_registry.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
+            model_uris[candidate.strategy] = info.model_uri
+    return model_uris
+
+
+def version_tags(
+    challenger: Candidate, evaluation: Evaluation, lineage: Lineage, hashes_uri: str, decision: PromotionDecision
+) -> dict[str, str]:
+    """The registered version's tags for what it is, what it was judged on, where it came from and the decision."""
+    test_metrics = evaluation.candidates[challenger.strategy].test
     return {
-        "model_name": model_name,
-        "registered_version": version,
-        "challenger": challenger.strategy,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "decision": decision.as_dict(),
-        "champion_before": champion_before,
-        "champion_after": champion_after,
-        "model_uris": model_uris,
+        "graft.strategy": challenger.strategy,
+        "graft.test_metrics": json.dumps({key: round(value, 6) for key, value in test_metrics.items()}),
+        "graft.val_accuracy": f"{challenger.val_accuracy:.6f}",
+        "graft.eval_set_hash": evaluation.eval_set_hash,
+        CONTENT_HASHES_TAG: hashes_uri,
+        "graft.compared_images": str(decision.compared_images),
+        "graft.excluded_images": str(decision.excluded_images),
+        "graft.source_fingerprint": lineage.source_fingerprint,
+        FINGERPRINT_TAG: lineage.target_fingerprint,
+        "graft.pipeline_run": lineage.pipeline_run,
+        "graft.mlflow_run_id": challenger.mlflow_run_id,
+        "graft.parent_mlflow_run_id": lineage.parent_mlflow_run,
+        **lineage.source_weights,
+        "graft.promotion": "promoted" if decision.promote else "rejected",
+        "graft.promotion_reason": decision.reason,
     }
 
 
@@ -221,7 +228,7 @@ def decide_on_comparison_set(
     return decision
 
 
-def republished(registered, challenger: str, model_uris: dict[str, str]) -> dict:
+def republished(registered, challenger: str, model_uris: dict[str, str]) -> PromotionRecord:
     """The record of a retried register step whose version exists already: never a second version.
 
     The decision stands as recorded on the version. If the earlier attempt died between
@@ -231,16 +238,9 @@ def republished(registered, challenger: str, model_uris: dict[str, str]) -> dict
     model_name, version = registered.name, str(registered.version)
     recorded = json.loads(registered.tags["graft.promotion_decision"])
     champion_before = recorded.pop("champion_before")
-    if recorded["promote"] and model_registry.champion_version(model_name) != version:
+    decision = PromotionDecision(**recorded)
+    if decision.promote and model_registry.champion_version(model_name) != version:
         model_registry.move_champion(model_name, version, champion_before)
-    return {
-        "model_name": model_name,
-        "registered_version": version,
-        "challenger": registered.tags.get("graft.strategy", challenger),
-        "promoted": recorded["promote"],
-        "reason": recorded["reason"],
-        "decision": recorded,
-        "champion_before": champion_before,
-        "champion_after": model_registry.champion_version(model_name),
-        "model_uris": model_uris,
-    }
+    strategy = registered.tags.get("graft.strategy", challenger)
+    champion_after = model_registry.champion_version(model_name)
+    return PromotionRecord.of(model_name, version, strategy, decision, champion_before, champion_after, model_uris)

@@ -16,8 +16,11 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from graft.reporting.figures import champion_history_figure, confusion_matrix_figure, training_curves
-from graft.reporting.summary import comparison_line
-from graft.validation.run import COPIED_FROM_KEY, COPY_ERROR_KEY, LOGGED_RUN_KEY
+from graft.config import GraftConfig
+from graft.reporting.summary import comparison_line, percent, vs_baseline, vs_baseline_header
+from graft.results import SOURCE_ONLY, Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
+
+DASH = "–"
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -48,20 +51,16 @@ def _version(version: str | None) -> str:
     return "none" if version is None else f"v{html.escape(str(version))}"
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}%"
-
-
-def _validation_artifacts_place(validation: dict) -> str:
+def _validation_artifacts_place(validation: ValidationSummary) -> str:
     """Where the gate's files are in MLflow, also when the validate step came from the step cache."""
     here = "MLflow artifacts of this run under <code>validation/</code>"
-    if validation.get(COPY_ERROR_KEY):
+    if validation.copy_error:
         return (
-            f"MLflow artifacts under <code>validation/</code> of run <code>{html.escape(str(validation.get(LOGGED_RUN_KEY)))}</code>, "
-            f"where the cached validate step ran (copying them to this run failed: {html.escape(validation[COPY_ERROR_KEY])})"
+            f"MLflow artifacts under <code>validation/</code> of run <code>{html.escape(str(validation.mlflow_run_id))}</code>, "
+            f"where the cached validate step ran (copying them to this run failed: {html.escape(validation.copy_error)})"
         )
-    if validation.get(COPIED_FROM_KEY):
-        return f"{here} (the validate step came from the step cache; copied from run <code>{html.escape(validation[COPIED_FROM_KEY])}</code>)"
+    if validation.copied_from:
+        return f"{here} (the validate step came from the step cache; copied from run <code>{html.escape(validation.copied_from)}</code>)"
     return here
 
 
@@ -82,94 +81,102 @@ def _history_section(rows: list) -> str:
     )
 
 
-def render_report(
-    *,
-    title: str,
-    data: dict,
-    pretrain: dict,
-    validation: dict,
-    evaluation: dict,
-    histories: dict[str, list[dict]],
-    promotion: dict,
-    history: list | None = None,
-) -> str:
-    """The report as one HTML string; every argument is a plain dict produced by the pipeline, but
-    ``history`` (``graft.history.HistoryRow`` per registered version)."""
-    decision_class = "promoted" if promotion.get("promoted") else "rejected"
-    verdict = "promoted to champion" if promotion.get("promoted") else "not promoted"
-    candidate_rows = []
-    for name, row in evaluation["candidates"].items():
-        test = row["test"]
-        gap = row.get("negative_transfer_gap")
-        candidate_rows.append(
+def _candidates_section(evaluation: Evaluation) -> str:
+    rows = []
+    for name, row in evaluation.candidates.items():
+        test = row.test
+        rows.append(
             [
-                html.escape(name),
-                _pct(row["val"]["accuracy"]),
-                _pct(test["accuracy"]),
-                f"{test['macro_f1']:.4f}",
-                f"{test['balanced_accuracy']:.4f}",
-                f"{test['nll']:.3f}",
-                f"{test['ece']:.3f}",
-                f"{test.get('ece_calibrated', float('nan')):.3f}",
-                "–" if gap is None or name == evaluation.get("baseline") else f"{-100 * gap:+.2f} pts",
+                html.escape(name), percent(row.val["accuracy"], DASH), percent(test["accuracy"], DASH), f"{test['macro_f1']:.4f}",
+                f"{test['balanced_accuracy']:.4f}", f"{test['nll']:.3f}", f"{test['ece']:.3f}",
+                f"{test.get('ece_calibrated', float('nan')):.3f}", vs_baseline(evaluation, name, DASH),
             ]
         )
-    if evaluation.get("source_only"):
-        source_only = evaluation["source_only"]
-        candidate_rows.append(
-            ["source_only (no target labels)", "–", _pct(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}",
-             f"{source_only['balanced_accuracy']:.4f}", f"{source_only['nll']:.3f}", f"{source_only['ece']:.3f}", "–", "–"]
+    source_only = evaluation.source_only
+    if source_only:
+        rows.append(
+            [f"{SOURCE_ONLY} (no target labels)", DASH, percent(source_only["accuracy"], DASH), f"{source_only['macro_f1']:.4f}",
+             f"{source_only['balanced_accuracy']:.4f}", f"{source_only['nll']:.3f}", f"{source_only['ece']:.3f}", DASH, DASH]
         )
+    headers = ["candidate", "val acc", "test acc", "macro-F1", "balanced acc", "NLL", "ECE", "ECE after T-scaling", vs_baseline_header(evaluation)]
+    return (
+        f"<h2>Candidates (target test split, {evaluation.test_images} images)</h2>{_table(headers, rows)}"
+        f"<p>The challenger is chosen on the validation split ({evaluation.val_images} images); the test split only judges it.\n"
+        f"Test split hash <code>{html.escape(evaluation.eval_set_hash[:16])}</code>.</p>"
+    )
+
+
+def _figures_sections(evaluation: Evaluation, histories: dict[str, list[dict]]) -> str:
     curves = "".join(
         f"<figure>{_image(training_curves(history, name), f'training curves of {name}')}</figure>"
         for name, history in histories.items()
         if history
     )
     matrices = "".join(
-        f"<figure>{_image(confusion_matrix_figure(row['confusion_matrix'], evaluation['class_names'], name), f'confusion matrix of {name}')}</figure>"
-        for name, row in evaluation["candidates"].items()
+        f"<figure>{_image(confusion_matrix_figure(row.confusion_matrix, evaluation.class_names, name), f'confusion matrix of {name}')}</figure>"
+        for name, row in evaluation.candidates.items()
     )
-    failed_checks = [check for check in validation.get("checks", []) if not check.get("success")]
-    validation_rows = [
-        [html.escape(check["check"]), html.escape(str(check.get("column") or "")), "crashed" if check.get("crashed") else "failed", check.get("unexpected_count") or ""]
-        for check in failed_checks
+    return (
+        f'<h2>Training curves</h2><div class="figures">{curves}</div>\n'
+        f'<h2>Confusion matrices (test split)</h2><div class="figures">{matrices}</div>'
+    )
+
+
+def _validation_section(validation: ValidationSummary) -> str:
+    failed_rows = [
+        [html.escape(check.check), html.escape(str(check.column or "")), "crashed" if check.crashed else "failed", check.unexpected_count or ""]
+        for check in validation.checks
+        if not check.success
     ]
-    validation_html = (
-        f"<p>{len(validation.get('checks', []))} checks on {validation.get('rows', 0)} images: "
-        + ("<b>all passed</b>.</p>" if validation.get("success") else "<b class='failed'>failures</b>:</p>" + _table(["check", "column", "outcome", "rows"], validation_rows))
+    section = f"<p>{len(validation.checks)} checks on {validation.rows} images: " + (
+        "<b>all passed</b>.</p>" if validation.success
+        else "<b class='failed'>failures</b>:</p>" + _table(["check", "column", "outcome", "rows"], failed_rows)
     )
     drift_rows = [
-        [html.escape(check["check"]), "not computed" if check.get("crashed") else ("warning" if not check.get("success") else "ok"), html.escape(check.get("detail") or "")]
-        for check in validation.get("warnings", [])
+        [html.escape(check.check), "not computed" if check.crashed else ("warning" if not check.success else "ok"), html.escape(check.detail or "")]
+        for check in validation.warnings
     ]
     if drift_rows:
-        validation_html += "<p>Drift against the previous accepted target (warnings only):</p>" + _table(["check", "outcome", "detail"], drift_rows)
-    elif validation:
-        validation_html += "<p>No previous accepted target for this model name: drift not checked.</p>"
-    validation_html += f"<p>GE result JSON, manifest CSV and Data Docs: {_validation_artifacts_place(validation)}.</p>"
+        section += "<p>Drift against the previous accepted target (warnings only):</p>" + _table(["check", "outcome", "detail"], drift_rows)
+    else:
+        section += "<p>No previous accepted target for this model name: drift not checked.</p>"
+    return section + f"<p>GE result JSON, manifest CSV and Data Docs: {_validation_artifacts_place(validation)}.</p>"
+
+
+def render_report(
+    *,
+    title: str,
+    data: dict[str, object],
+    pretrain: PretrainSummary,
+    validation: ValidationSummary,
+    evaluation: Evaluation,
+    histories: dict[str, list[dict]],
+    promotion: PromotionRecord,
+    history: list | None = None,
+) -> str:
+    """The report as one HTML string: ``data`` names the run's data and model in a table, ``histories``
+    are the candidates' epoch records, ``history`` a ``graft.history.HistoryRow`` per registered version."""
+    decision_class = "promoted" if promotion.promoted else "rejected"
+    verdict = "promoted to champion" if promotion.promoted else "not promoted"
     data_rows = [[html.escape(str(key)), html.escape(str(value))] for key, value in data.items()]
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p>{created}. Registered <code>{html.escape(promotion.get('model_name', ''))}</code> v{html.escape(str(promotion.get('registered_version', '')))}
-({html.escape(str(promotion.get('challenger', '')))}): <span class="{decision_class}">{verdict}</span>.</p>
+<p>{created}. Registered <code>{html.escape(promotion.model_name)}</code> v{html.escape(promotion.registered_version)}
+({html.escape(promotion.challenger)}): <span class="{decision_class}">{verdict}</span>.</p>
 <h2>Promotion decision</h2>
-<p class="{decision_class}">{html.escape(promotion.get('reason', ''))}</p>
+<p class="{decision_class}">{html.escape(promotion.reason)}</p>
 <p>{html.escape(comparison_line(promotion))}</p>
-<p>Champion before: {_version(promotion.get('champion_before'))}; after: {_version(promotion.get('champion_after'))}.</p>
+<p>Champion before: {_version(promotion.champion_before)}; after: {_version(promotion.champion_after)}.</p>
 {_history_section(history or [])}
-<h2>Candidates (target test split, {evaluation.get('test_images')} images)</h2>
-{_table(["candidate", "val acc", "test acc", "macro-F1", "balanced acc", "NLL", "ECE", "ECE after T-scaling", "vs scratch"], candidate_rows)}
-<p>The challenger is chosen on the validation split ({evaluation.get('val_images')} images); the test split only judges it.
-Test split hash <code>{html.escape(evaluation.get('eval_set_hash', '')[:16])}</code>.</p>
-<h2>Training curves</h2><div class="figures">{curves}</div>
-<h2>Confusion matrices (test split)</h2><div class="figures">{matrices}</div>
-<h2>Target data validation</h2>{validation_html}
+{_candidates_section(evaluation)}
+{_figures_sections(evaluation, histories)}
+<h2>Target data validation</h2>{_validation_section(validation)}
 <h2>Data and source model</h2>
 {_table(["item", "value"], data_rows)}
-<p>Source model: {_pct(pretrain.get('source_holdout_accuracy'))} on {pretrain.get('holdout_images')} held-out source images.</p>
+<p>Source model: {percent(pretrain.source_holdout_accuracy, DASH)} on {pretrain.holdout_images} held-out source images.</p>
 </body></html>
 """
 
@@ -178,14 +185,14 @@ def write_run_report(
     path: Path,
     *,
     run_name: str,
-    config,
+    config: GraftConfig,
     source_fingerprint: str,
     target_fingerprint: str,
-    pretrain: dict,
-    validation: dict,
-    evaluation: dict,
+    pretrain: PretrainSummary,
+    validation: ValidationSummary,
+    evaluation: Evaluation,
     histories: dict[str, list[dict]],
-    promotion: dict,
+    promotion: PromotionRecord,
     history: list | None = None,
 ) -> str:
     """Render the run's report, write it to ``path`` and return the HTML (for MLflow)."""

@@ -1,10 +1,12 @@
-"""The table printed at the end of ``graft run``."""
+"""The table printed at the end of ``graft run``, and the pieces the HTML report shares with it."""
 
 from __future__ import annotations
 
+from graft.results import SOURCE_ONLY, Evaluation, PromotionRecord
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+
+def percent(value: float | None, missing: str = "-") -> str:
+    return missing if value is None else f"{100 * value:.2f}%"
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -15,39 +17,44 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def candidates_table(evaluation: dict, promotion: dict) -> str:
-    rows = []
-    challenger = promotion.get("challenger")
-    for name, row in evaluation["candidates"].items():
-        if name == challenger:
-            status = "promoted -> champion" if promotion.get("promoted") else "registered, not promoted"
-        elif name == evaluation.get("baseline"):
-            status = "baseline"
-        else:
-            status = "not selected (validation)"
-        gap = row.get("negative_transfer_gap")
-        rows.append(
-            [
-                name,
-                _percent(row["val"]["accuracy"]),
-                _percent(row["test"]["accuracy"]),
-                f"{row['test']['macro_f1']:.4f}",
-                "-" if gap is None or name == evaluation.get("baseline") else f"{-100 * gap:+.2f} pts",
-                status,
-            ]
-        )
-    source_only = evaluation.get("source_only")
+def vs_baseline_header(evaluation: Evaluation) -> str:
+    return f"vs {evaluation.baseline}"
+
+
+def vs_baseline(evaluation: Evaluation, name: str, missing: str = "-") -> str:
+    """A candidate's test accuracy against the baseline's, in points; ``missing`` for the baseline itself."""
+    gap = evaluation.candidates[name].negative_transfer_gap
+    return missing if gap is None or name == evaluation.baseline else f"{-100 * gap:+.2f} pts"
+
+
+def candidate_outcome(name: str, evaluation: Evaluation, promotion: PromotionRecord) -> str:
+    if name == promotion.challenger:
+        return "promoted -> champion" if promotion.promoted else "registered, not promoted"
+    return "baseline" if name == evaluation.baseline else "not selected (validation)"
+
+
+def candidates_table(evaluation: Evaluation, promotion: PromotionRecord) -> str:
+    rows = [
+        [
+            name,
+            percent(row.val["accuracy"]),
+            percent(row.test["accuracy"]),
+            f"{row.test['macro_f1']:.4f}",
+            vs_baseline(evaluation, name),
+            candidate_outcome(name, evaluation, promotion),
+        ]
+        for name, row in evaluation.candidates.items()
+    ]
+    source_only = evaluation.source_only
     if source_only:
-        rows.append(["source_only", "-", _percent(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}", "-", "reference: no target labels"])
-    return format_table(["candidate", "val acc", "test acc", "test macro-F1", "vs scratch", "outcome"], rows)
+        rows.append([SOURCE_ONLY, "-", percent(source_only["accuracy"]), f"{source_only['macro_f1']:.4f}", "-", "reference: no target labels"])
+    headers = ["candidate", "val acc", "test acc", "test macro-F1", vs_baseline_header(evaluation), "outcome"]
+    return format_table(headers, rows)
 
 
-def comparison_line(promotion: dict) -> str:
+def comparison_line(promotion: PromotionRecord) -> str:
     """How many test images the decision was made on, and how many were left out and why."""
-    decision = promotion.get("decision") or {}
-    compared, excluded = decision.get("compared_images"), decision.get("excluded_images") or 0
-    if compared is None:
-        return "Decided on the whole test split (recorded before comparison sets were kept)."
+    compared, excluded = promotion.decision.compared_images, promotion.decision.excluded_images
     left_out = (
         f"{excluded} test images left out: the champion or the challenger trained or selected on them"
         if excluded
@@ -56,14 +63,14 @@ def comparison_line(promotion: dict) -> str:
     return f"Decided on {compared} test images ({left_out})."
 
 
-def transfer_policy_line(promotion: dict) -> str:
+def transfer_policy_line(promotion: PromotionRecord) -> str:
     """Which ``promotion.when_transfer_loses`` option applied, and what it did."""
-    decision = promotion.get("decision") or {}
-    policy = decision.get("when_transfer_loses", "keep")
-    if decision.get("challenger") is None or decision.get("baseline") is None or decision["challenger"] > decision["baseline"]:
+    decision = promotion.decision
+    policy = decision.when_transfer_loses
+    if decision.challenger > decision.baseline:
         return f"Transfer beat the baseline; promotion.when_transfer_loses ({policy}) did not apply."
     if policy == "promote_baseline":
-        done = "promoted" if promotion.get("promoted") else "registered, not promoted"
+        done = "promoted" if promotion.promoted else "registered, not promoted"
         return f"Transfer did not beat the baseline; promotion.when_transfer_loses: promote_baseline applied: the baseline model was {done}."
     return ("Transfer did not beat the baseline; promotion.when_transfer_loses: keep applied: nothing moved "
             "(set promote_baseline to promote the baseline model in such a case).")

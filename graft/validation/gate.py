@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from graft.config import GateConfig
 from graft.validation.manifest import ALL_SPLITS, LABELLED_SPLITS, UNSPLIT
 
 EXPECTED_COLUMNS = [
@@ -45,19 +46,6 @@ EXPECTED_COLUMNS = [
     "class_count",
 ]
 DECODED = 'decode_status=="ok"'
-
-
-@dataclass(frozen=True)
-class GateThresholds:
-    """The numbers the suite checks against (``gate:`` in the config)."""
-
-    min_images_per_class: dict[str, int]
-    max_class_imbalance: float | None = 10.0
-    min_pixel_std: float = 0.0
-    expected_labels: list[str] | None = None
-    max_pixel_mean_shift: float = 0.1
-    max_pixel_std_shift: float = 0.1
-    labelled_training: bool = True  # false with labels_per_class 0: the train split is empty by design
 
 
 @dataclass
@@ -122,15 +110,7 @@ class GateReport:
         }
 
 
-def passed_gate_line(report: dict) -> str:
-    """The run summary's line for a gate that passed (``GateReport.as_dict()``), drift warnings included."""
-    warnings = [CheckOutcome(**warning) for warning in report.get("warnings", []) if not warning["success"]]
-    drift = f"; drift warnings: {'; '.join(warning.warning_line() for warning in warnings)}" if warnings else ""
-    checked = "" if report.get("reference") else "; no previous accepted target, drift not checked"
-    return f"Data gate: passed, {len(report.get('checks', []))} checks on {report.get('rows', 0)} target files{drift}{checked}"
-
-
-def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateThresholds) -> list:
+def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateConfig, labelled_training: bool) -> list:
     import great_expectations.expectations as gxe
 
     def labelled(expectation_class, check: str, **kwargs):
@@ -192,7 +172,8 @@ def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: 
                 min_value=smallest_allowed,
             )
         )
-    for split in LABELLED_SPLITS if thresholds.labelled_training else [name for name in LABELLED_SPLITS if name != "train"]:
+    # with labels_per_class 0 the train split is empty by design
+    for split in LABELLED_SPLITS if labelled_training else [name for name in LABELLED_SPLITS if name != "train"]:
         condition = f'split=="{split}"'
         minimum = thresholds.min_images_per_class.get(split, 1)
         expectations.append(
@@ -218,7 +199,7 @@ def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: 
     return expectations
 
 
-def _drift_expectations(reference: dict, thresholds: GateThresholds) -> list:
+def _drift_expectations(reference: dict, thresholds: GateConfig) -> list:
     import great_expectations.expectations as gxe
 
     checks = []
@@ -315,11 +296,14 @@ def _quiet_great_expectations() -> None:
 def run_gate(
     table: pd.DataFrame,
     class_names: list[str],
-    thresholds: GateThresholds,
+    thresholds: GateConfig,
     reference: dict | None = None,
     data_docs_dir: Path | None = None,
+    labelled_training: bool = True,
 ) -> GateReport:
-    """Validate ``table``; return every outcome, GE's JSON and, if asked, the Data Docs site."""
+    """Validate ``table``; return every outcome, GE's JSON and, if asked, the Data Docs site.
+
+    ``labelled_training`` false (``labels_per_class: 0``) drops the train split's class checks."""
     from graft.validation.manifest import target_profile
 
     _quiet_great_expectations()
@@ -335,7 +319,7 @@ def run_gate(
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch = context.data_sources.add_pandas(name="target").add_dataframe_asset(name="manifest")
         whole = batch.add_batch_definition_whole_dataframe("whole")
-        suites = {"target_gate": _gate_expectations(table, class_names, thresholds)}
+        suites = {"target_gate": _gate_expectations(table, class_names, thresholds, labelled_training)}
         if reference:
             suites["target_drift"] = _drift_expectations(reference, thresholds)
         definitions = []

@@ -17,8 +17,9 @@ import pandas as pd
 from graft.data.dataset import TargetSplits
 from graft.data.ingest import Geometry
 from graft.data.sources import decode_spec
+from graft.results import ValidationSummary
 from graft.stage_settings import TargetSettings
-from graft.validation import gate_target
+from graft.validation.target_gate import gate_target
 from graft.validation.gate import GateReport
 from graft.validation.manifest import build_manifest_table
 
@@ -26,11 +27,6 @@ VALIDATION_ARTIFACTS = "validation"
 PROFILE_ARTIFACT = f"{VALIDATION_ARTIFACTS}/target_profile.json"
 GATE_TAGS = ("graft.validation", "graft.model_name", "graft.target_fingerprint")
 GATE_METRICS = ("target_images", "gate_failed_checks", "gate_drift_warnings")
-# The MLflow run a validation report was logged to: it travels in the validate step's output, so a
-# later pipeline run that reuses the cached step knows where the gate's files are.
-LOGGED_RUN_KEY = "mlflow_run_id"
-COPIED_FROM_KEY = "mlflow_artifacts_copied_from"
-COPY_ERROR_KEY = "mlflow_artifacts_copy_error"
 # Static fonts and pictures make up 4 MB of every Data Docs site and carry no result.
 DATA_DOCS_HEAVY_FOLDERS = ("fonts", "images")
 
@@ -148,23 +144,23 @@ def log_outcome_to_mlflow(outcome: ValidationOutcome, model_name: str) -> None:
     )
 
 
-def attach_cached_validation(validation: dict, run_id: str) -> dict:
+def attach_cached_validation(validation: ValidationSummary, run_id: str) -> ValidationSummary:
     """Give MLflow run ``run_id`` the gate's files, tags and metrics when another run logged them.
 
     A validate step served from ZenML's step cache does not run, so it logs nothing to the new
     pipeline run's MLflow run; its cached output still names the run it was logged to, and that
     run's ``validation/`` folder, gate tags and metrics are copied here. Returns ``validation``
-    with ``COPIED_FROM_KEY`` set when something was copied, unchanged when nothing had to be.
+    with ``copied_from`` set when something was copied, unchanged when nothing had to be.
 
     The files are provenance, not the model: when the copy fails (the old run was deleted, say)
-    the model is still registered, and ``COPY_ERROR_KEY`` says why the files stayed where they are.
+    the model is still registered, and ``copy_error`` says why the files stayed where they are.
     """
     import logging
     import tempfile
 
     import mlflow
 
-    source = validation.get(LOGGED_RUN_KEY)
+    source = validation.mlflow_run_id
     if not source or source == run_id:
         return validation
     client = mlflow.MlflowClient()
@@ -176,11 +172,11 @@ def attach_cached_validation(validation: dict, run_id: str) -> dict:
     except Exception as error:  # any tracking or artifact-store error means the same here: the files stay in the old run
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
         logging.getLogger(__name__).warning("could not copy the cached validation's MLflow artifacts from run %s: %s", source, reason)
-        return {**validation, COPY_ERROR_KEY: reason}
+        return validation.model_copy(update={"copy_error": reason})
     for key in GATE_TAGS:
         if key in origin.data.tags:
             client.set_tag(run_id, key, origin.data.tags[key])
     for key in GATE_METRICS:
         if key in origin.data.metrics:
             client.log_metric(run_id, key, origin.data.metrics[key])
-    return {**validation, COPIED_FROM_KEY: source}
+    return validation.model_copy(update={"copied_from": source})

@@ -11,6 +11,7 @@ from graft.paths import state_layout
 from graft.registry.light_client import read_registry
 from graft.registry.publish import Lineage, publish
 from graft.reporting.html_report import write_run_report
+from graft.results import Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
 from graft.transfer import CandidateSet
 from graft.validation.run import attach_cached_validation
 
@@ -18,29 +19,29 @@ from graft.validation.run import attach_cached_validation
 @step(experiment_tracker=True, enable_cache=False)
 def register(
     candidates: CandidateSet,
-    evaluation: dict,
+    evaluation: Evaluation,
     target_splits: TargetSplits,
-    pretrain_metrics: dict,
-    validation_report: dict,
+    pretrain_metrics: PretrainSummary,
+    validation_report: ValidationSummary,
     config: GraftConfig,
-) -> Annotated[dict, "promotion"]:
+) -> Annotated[PromotionRecord, "promotion"]:
     """Log every candidate as an MLflow model, register the best, move ``champion`` if it earned it."""
     active = mlflow.active_run()
     if active:
         validation_report = attach_cached_validation(validation_report, active.info.run_id)
     lineage = Lineage(
-        source_fingerprint=pretrain_metrics["source_fingerprint"],
+        source_fingerprint=pretrain_metrics.source_fingerprint,
         target_fingerprint=target_splits.dataset.fingerprint,
         pipeline_run=str(get_step_context().pipeline_run.id),
         parent_mlflow_run=active.info.run_id if active else "",
-        source_weights={**pretrain_metrics.get("lineage", {}), "graft.source_model": pretrain_metrics.get("source_model_uri", "")},
+        source_weights={**pretrain_metrics.lineage, "graft.source_model": pretrain_metrics.source_model_uri},
     )
     layout = state_layout()
     record = publish(candidates, evaluation, target_splits, config, lineage, layout.locks, ListingStore(layout.data_cache / "listings"))
-    mlflow.set_tags({"graft.promoted": str(record["promoted"]).lower(), "graft.registered_version": record["registered_version"]})
-    mlflow.log_dict(record, "promotion.json")
+    mlflow.set_tags({"graft.promoted": str(record.promoted).lower(), "graft.registered_version": record.registered_version})
+    mlflow.log_dict(record.model_dump(mode="json", exclude={"report_path"}), "promotion.json")
     run_name = get_step_context().pipeline_run.name
-    path = state_layout().reports / f"{run_name}.html"
+    path = layout.reports / f"{run_name}.html"
     report = write_run_report(
         path,
         run_name=run_name,
@@ -55,4 +56,4 @@ def register(
         history=history_rows(read_registry(mlflow.get_tracking_uri(), config.registry.model_name, keys=HISTORY_TAGS)),
     )
     mlflow.log_text(report, "report.html")
-    return {**record, "report_path": str(path)}
+    return record.model_copy(update={"report_path": str(path)})

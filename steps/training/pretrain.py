@@ -9,6 +9,7 @@ from graft.pretraining import pretrain_source
 from graft.registry.lineage import environment_tags
 from graft.registry.run_logging import log_curves, log_history, log_params
 from graft.registry.source_model import log_source_model, register_source_model
+from graft.results import PretrainSummary
 from graft.stage_settings import PretrainSettings
 from steps.materializers import GraftModelMaterializer
 
@@ -18,7 +19,7 @@ def pretrain(
     source_dataset: ImageDataset, settings: PretrainSettings, source_model_name: str | None = None, source_alias: str = "source"
 ) -> tuple[
     Annotated[ModelBundle, "source_model"],
-    Annotated[dict, "pretrain_metrics"],
+    Annotated[PretrainSummary, "pretrain_metrics"],
 ]:
     """The source model: initial weights trained on the source data (``pretrain.epochs: 0`` takes them
     as they are); logged to MLflow, registered as ``source_model_name@source_alias`` when set.
@@ -35,13 +36,13 @@ def pretrain(
     if source_model_name:
         tags = {**result.lineage, "graft.source_fingerprint": source_dataset.fingerprint, **environment_tags(settings)}
         registered = register_source_model(info.model_uri, source_model_name, source_alias, tags)
-    metrics = {
-        "source_holdout_accuracy": result.holdout_accuracy,
-        "train_images": result.train_images,
-        "holdout_images": result.holdout_images,
-        "seconds": result.training.seconds,
-        "source_fingerprint": source_dataset.fingerprint,
-        "lineage": result.lineage,
-        "source_model_uri": f"models:/{source_model_name}/{registered}" if registered else info.model_uri,
-    }
+    metrics = PretrainSummary(
+        source_holdout_accuracy=result.holdout_accuracy,
+        train_images=result.train_images,
+        holdout_images=result.holdout_images,
+        seconds=result.training.seconds,
+        source_fingerprint=source_dataset.fingerprint,
+        lineage=result.lineage,
+        source_model_uri=f"models:/{source_model_name}/{registered}" if registered else info.model_uri,
+    )
     return result.bundle, metrics

@@ -8,8 +8,9 @@ from graft.config import RegistryConfig, TrackingConfig
 from graft.data.dataset import TargetSplits
 from graft.paths import state_layout
 from graft.stage_settings import TargetSettings
-from graft.validation import raise_if_failed
-from graft.validation.run import LOGGED_RUN_KEY, log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
+from graft.validation.target_gate import raise_if_failed
+from graft.results import ValidationSummary
+from graft.validation.run import log_outcome_to_mlflow, previous_accepted_profile, validate_target_data
 from steps.materializers import GraftDataMaterializer
 
 
@@ -18,7 +19,7 @@ def validate_target(
     target: str, target_fingerprint: str, settings: TargetSettings, registry: RegistryConfig, tracking: TrackingConfig
 ) -> tuple[
     Annotated[TargetSplits, "target_splits"],
-    Annotated[dict, "validation_report"],
+    Annotated[ValidationSummary, "validation_report"],
 ]:
     """Decode and split the target, then gate it with Great Expectations; a failure stops the run.
 
@@ -41,4 +42,4 @@ def validate_target(
     if page:
         save_artifact(HTMLString(page), name="target_data_docs")
     raise_if_failed(outcome.report, target)
-    return outcome.splits, {**outcome.report.as_dict(), LOGGED_RUN_KEY: active.info.run_id if active else None}
+    return outcome.splits, ValidationSummary.of(outcome.report, active.info.run_id if active else None)

@@ -193,7 +193,7 @@ def test_transient_registry_error_is_retried(tmp_path):
     assert len(calls) == 2
     assert register_attempts(run) == ["retried", "completed"]
     versions = registered_versions("faults-transient")
-    assert [str(version.version) for version in versions] == [outcome.promotion["registered_version"]]
+    assert [str(version.version) for version in versions] == [outcome.promotion.registered_version]
 
 
 @pytest.mark.parametrize("fail_after", ["register", "move_champion"])
@@ -217,12 +217,12 @@ def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tm
         model_registry, "move_champion", side_effect=real_then_fail_once("move_champion")
     ):
         outcome, run = run_in_process(tmp_path, model)
-    assert outcome.promotion["promoted"], outcome.promotion  # a new model name: beating scratch is enough
+    assert outcome.promotion.promoted, outcome.promotion  # a new model name: beating scratch is enough
     assert register_attempts(run) == ["retried", "completed"]
     versions = registered_versions(model)
     assert len(versions) == 1
     version = str(versions[0].version)
-    assert outcome.promotion["registered_version"] == version
+    assert outcome.promotion.registered_version == version
     assert len(calls["register"]) == 1  # the retry found the version instead of registering again
     assert len(calls["move_champion"]) == 1  # and moved the alias only if the first attempt had not
     assert model_registry.aliases(model) == {"champion": version}

@@ -64,8 +64,8 @@ def test_second_pipeline_starts_from_the_registered_source_model(first_run, tmp_
     assert f"Source model: {uri} as they are" in result.stdout
     run = zenml_client().get_pipeline("transfer_pipeline").last_run
     pretrain_metrics = run.steps["pretrain"].outputs["pretrain_metrics"][0].load()
-    assert pretrain_metrics["source_holdout_accuracy"] is None
-    assert pretrain_metrics["train_images"] == 0  # no source training
+    assert pretrain_metrics.source_holdout_accuracy is None
+    assert pretrain_metrics.train_images == 0  # no source training
     (version,) = registered_versions(SECOND_MODEL)
     assert version.tags["graft.weights"] == uri and version.tags["graft.weights_version"] == "1"
     assert version.tags["graft.source_model"].startswith("models:/")  # the pretrain step's logged source model

@@ -86,7 +86,7 @@ def test_passed_gate_saved_its_result_and_data_docs_in_mlflow_and_zenml(first_ru
     assert str(validate.status.value) == "completed"
     assert validate.outputs["target_gate_result"][0].load()["target_gate"]["success"] is True
     assert "target_gate" in str(validate.outputs["target_data_docs"][0].load())
-    assert validate.outputs["validation_report"][0].load()["mlflow_run_id"] == mlflow_run.info.run_id
+    assert validate.outputs["validation_report"][0].load().mlflow_run_id == mlflow_run.info.run_id
 
 
 def test_every_candidate_logged_with_metrics(first_run, tracking):

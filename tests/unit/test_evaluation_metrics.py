@@ -126,28 +126,28 @@ def test_evaluate_candidates(source_bundle, blob_dataset):
 
     candidates = CandidateSet([candidate("scratch", 1), candidate("feature", 2)])
     report = evaluate.evaluate_candidates(candidates, splits, source_bundle, baseline="scratch")
-    assert report["baseline"] == "scratch"
-    assert report["class_names"] == ["a", "b", "c"]
-    assert report["test_images"] == splits.size("test")
-    assert report["val_images"] == splits.size("val")
-    assert report["eval_set_hash"] == splits.eval_set_hash()
-    rows = report["candidates"]
+    assert report.baseline == "scratch"
+    assert report.class_names == ["a", "b", "c"]
+    assert report.test_images == splits.size("test")
+    assert report.val_images == splits.size("val")
+    assert report.eval_set_hash == splits.eval_set_hash()
+    rows = report.candidates
     assert set(rows) == {"scratch", "feature"}
-    assert rows["scratch"]["negative_transfer_gap"] == 0.0
-    gap = rows["scratch"]["test"]["accuracy"] - rows["feature"]["test"]["accuracy"]
-    assert rows["feature"]["negative_transfer_gap"] == pytest.approx(gap)
-    matrix = torch.tensor(rows["feature"]["confusion_matrix"])
+    assert rows["scratch"].negative_transfer_gap == 0.0
+    gap = rows["scratch"].test["accuracy"] - rows["feature"].test["accuracy"]
+    assert rows["feature"].negative_transfer_gap == pytest.approx(gap)
+    matrix = torch.tensor(rows["feature"].confusion_matrix)
     assert int(matrix.sum()) == splits.size("test")
-    assert float(matrix.diag().sum()) / splits.size("test") == pytest.approx(rows["feature"]["test"]["accuracy"])
-    assert report[evaluate.SOURCE_ONLY] is not None
-    assert 0.0 <= report[evaluate.SOURCE_ONLY]["accuracy"] <= 1.0
+    assert float(matrix.diag().sum()) / splits.size("test") == pytest.approx(rows["feature"].test["accuracy"])
+    assert report.source_only is not None
+    assert 0.0 <= report.source_only["accuracy"] <= 1.0
 
     renamed = split_target(
         type(blob_dataset)(blob_dataset.images, blob_dataset.labels, ["x", "y", "z"], "renamed"), 0.2, 0.3, 5, 0, 0
     )
     other = evaluate.evaluate_candidates(candidates, renamed, source_bundle, baseline="adaptive")
-    assert other[evaluate.SOURCE_ONLY] is None
-    assert all(row["negative_transfer_gap"] is None for row in other["candidates"].values())
+    assert other.source_only is None
+    assert all(row.negative_transfer_gap is None for row in other.candidates.values())
 
 
 def test_temperature_scaling_fixes_overconfident_logits():

@@ -12,8 +12,10 @@ from graft.config import load_config
 from graft.data.catalog import read_catalog
 from graft.data.ingest import FileRecord, Geometry, decode_catalog
 from graft.errors import GateCrashed, ValidationFailed
-from graft.validation import gate_target, raise_if_failed
-from graft.validation.gate import GateThresholds, passed_gate_line, run_gate
+from graft.validation.target_gate import gate_target, raise_if_failed
+from graft.config import GateConfig
+from graft.results import ValidationSummary
+from graft.validation.gate import run_gate
 from graft.validation.manifest import build_manifest_table
 from graft.stage_settings import TargetSettings
 from graft.validation.run import validate_target_data
@@ -194,7 +196,7 @@ def _table_without(tmp_path, column):
     return build_manifest_table(decoded.records, None).drop(columns=[column]), decoded.class_names
 
 
-NO_MINIMUM = GateThresholds(min_images_per_class={"train": 0, "val": 0, "test": 0})
+NO_MINIMUM = GateConfig(min_images_per_class={"train": 1, "val": 1, "test": 1})
 
 
 def test_crashed_expectation_is_not_bad_data(tmp_path):
@@ -246,9 +248,9 @@ def test_run_summary_line_names_drift_and_drift_that_could_not_be_computed(tmp_p
     import great_expectations.expectations as gxe
 
     image_folder(tmp_path, FLAT)
-    quiet = passed_gate_line(gate(tmp_path).as_dict())
+    quiet = ValidationSummary.of(gate(tmp_path), None).passed_line()
     assert quiet.startswith("Data gate: passed, ") and quiet.endswith("on 36 target files; no previous accepted target, drift not checked")
-    shifted = passed_gate_line(gate(tmp_path, reference={"pixel_mean": 0.05, "pixel_std": 0.29}).as_dict())
+    shifted = ValidationSummary.of(gate(tmp_path, reference={"pixel_mean": 0.05, "pixel_std": 0.29}), None).passed_line()
     assert "; drift warnings: pixel_mean within 0.1 of the previous accepted target (0.050) failed: observed" in shifted
     assert "pixel_std" not in shifted and "drift not checked" not in shifted
 
@@ -256,7 +258,7 @@ def test_run_summary_line_names_drift_and_drift_that_could_not_be_computed(tmp_p
         raise RuntimeError("mean exploded")
 
     monkeypatch.setattr(gxe.ExpectColumnMeanToBeBetween, "_validate", broken)
-    crashed = passed_gate_line(gate(tmp_path, reference={"pixel_mean": 0.5, "pixel_std": 0.29}).as_dict())
+    crashed = ValidationSummary.of(gate(tmp_path, reference={"pixel_mean": 0.5, "pixel_std": 0.29}), None).passed_line()
     assert crashed.count("could not be computed (mean exploded)") == 2, crashed
 
 
@@ -276,7 +278,7 @@ def test_table_missing_a_profiled_column_is_a_crash_not_a_key_error(tmp_path):
 
 
 def test_empty_table_fails_without_running_great_expectations():
-    report = run_gate(build_manifest_table([], None), [], GateThresholds(min_images_per_class={}))
+    report = run_gate(build_manifest_table([], None), [], GateConfig(min_images_per_class={}))
     assert not report.success and report.summary_lines() == ["at least one image failed: no images"]
 
 
@@ -332,7 +334,7 @@ def test_single_class_target_fails_the_gate(tmp_path):
 def test_cached_validation_is_copied_into_the_new_run_and_a_lost_one_is_reported(tmp_path):
     import mlflow
 
-    from graft.validation.run import COPIED_FROM_KEY, COPY_ERROR_KEY, attach_cached_validation
+    from graft.validation.run import attach_cached_validation
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -345,16 +347,16 @@ def test_cached_validation_is_copied_into_the_new_run_and_a_lost_one_is_reported
         client.set_tag(validated, "graft.validation", "passed")
         client.log_metric(validated, "target_images", 36.0)
         rerun = client.create_run(experiment).info.run_id
-        report = {"success": True, "mlflow_run_id": validated}
+        report = ValidationSummary(success=True, rows=0, checks=[], warnings=[], profile={}, reference=None, mlflow_run_id=validated)
 
         assert attach_cached_validation(report, validated) is report  # the run that validated needs nothing
         copied = attach_cached_validation(report, rerun)
-        assert copied[COPIED_FROM_KEY] == validated and COPY_ERROR_KEY not in copied
+        assert copied.copied_from == validated and copied.copy_error is None
         assert [item.path for item in client.list_artifacts(rerun, "validation")] == ["validation/ge_result.json"]
         assert client.get_run(rerun).data.tags["graft.validation"] == "passed"
         assert client.get_run(rerun).data.metrics["target_images"] == 36.0
 
-        lost = attach_cached_validation({"success": True, "mlflow_run_id": "f" * 32}, rerun)
-        assert COPIED_FROM_KEY not in lost and lost[COPY_ERROR_KEY].startswith("MlflowException: "), lost
+        lost = attach_cached_validation(report.model_copy(update={"mlflow_run_id": "f" * 32}), rerun)
+        assert lost.copied_from is None and lost.copy_error.startswith("MlflowException: "), lost
     finally:
         mlflow.set_tracking_uri(previous)

@@ -9,8 +9,17 @@ import pytest
 
 from graft.history import history_rows
 from graft.registry.light_client import read_registry
+from graft.promotion import PromotionDecision
 from graft.reporting.html_report import render_report
+from graft.results import Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
 from tests.e2e.helpers import graft_in_process
+
+PRETRAIN = PretrainSummary(
+    source_holdout_accuracy=None, train_images=0, holdout_images=0, seconds=0.0, source_fingerprint="", lineage={}, source_model_uri=""
+)
+VALIDATION = ValidationSummary(success=True, rows=0, checks=[], warnings=[], profile={}, reference=None)
+EVALUATION = Evaluation(class_names=[], test_images=0, val_images=0, eval_set_hash="", baseline="scratch", candidates={}, source_only=None)
+PROMOTION = PromotionRecord.of("m", "1", "adaptive", PromotionDecision(False, "", "accuracy", 0.0, 0.0, None), None, None, {})
 
 MODEL = "unit-history"
 DATA = ["1" * 64, "2" * 64, "3" * 64]
@@ -73,8 +82,7 @@ def test_history_prints_one_row_per_version(registry, tmp_path):
 def test_the_report_plots_champion_accuracy_across_versions(registry):
     rows = history_rows(read_registry(registry, MODEL))
     page = render_report(
-        title="t", data={}, pretrain={}, validation={},
-        evaluation={"candidates": {}, "class_names": []}, histories={}, promotion={}, history=rows,
+        title="t", data={}, pretrain=PRETRAIN, validation=VALIDATION, evaluation=EVALUATION, histories={}, promotion=PROMOTION, history=rows,
     )
     assert "History across target versions" in page and 'alt="champion accuracy across target versions"' in page
     assert page.count("<tr>") >= 4 and "became champion (champion now)" in page

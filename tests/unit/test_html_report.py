@@ -5,7 +5,14 @@ from __future__ import annotations
 import base64
 import re
 
+from graft.promotion import PromotionDecision
 from graft.reporting.html_report import render_report
+from graft.results import CandidateScores, Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
+from graft.validation.gate import CheckOutcome
+
+PRETRAIN = PretrainSummary(
+    source_holdout_accuracy=0.99, train_images=4500, holdout_images=500, seconds=1.0, source_fingerprint="s", lineage={}, source_model_uri="m"
+)
 
 HISTORY = [
     {"phase": "probe", "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "learning_rate": 0.01},
@@ -18,32 +25,26 @@ def _metrics(accuracy: float) -> dict:
 
 
 def _report(promoted: bool, **validation_extra) -> str:
-    evaluation = {
-        "class_names": ["a", "b"],
-        "test_images": 10,
-        "val_images": 4,
-        "eval_set_hash": "f" * 64,
-        "baseline": "scratch",
-        "candidates": {
-            "scratch": {"test": _metrics(0.8), "val": _metrics(0.75), "confusion_matrix": [[4, 1], [1, 4]], "negative_transfer_gap": 0.0},
-            "adaptive": {"test": _metrics(0.9), "val": _metrics(0.95), "confusion_matrix": [[5, 0], [1, 4]], "negative_transfer_gap": -0.1},
+    evaluation = Evaluation(
+        class_names=["a", "b"],
+        test_images=10,
+        val_images=4,
+        eval_set_hash="f" * 64,
+        baseline="scratch",
+        candidates={
+            "scratch": CandidateScores(test=_metrics(0.8), val=_metrics(0.75), confusion_matrix=[[4, 1], [1, 4]], negative_transfer_gap=0.0),
+            "adaptive": CandidateScores(test=_metrics(0.9), val=_metrics(0.95), confusion_matrix=[[5, 0], [1, 4]], negative_transfer_gap=-0.1),
         },
-        "source_only": _metrics(0.6),
-    }
-    promotion = {
-        "model_name": "m<x>",
-        "registered_version": "3",
-        "challenger": "adaptive",
-        "promoted": promoted,
-        "reason": "adaptive accuracy 0.9000 beats champion 0.8500",
-        "champion_before": "2",
-        "champion_after": "3" if promoted else "2",
-    }
-    validation = {"success": True, "rows": 20, "checks": [{"check": "expect_x", "success": True}], **validation_extra}
+        source_only=_metrics(0.6),
+    )
+    decision = PromotionDecision(promoted, "adaptive accuracy 0.9000 beats champion 0.8500", "accuracy", 0.9, 0.8, 0.85, 10, 0)
+    promotion = PromotionRecord.of("m<x>", "3", "adaptive", decision, "2", "3" if promoted else "2", {})
+    check = CheckOutcome("expect_x", None, True, False, None, [])
+    validation = ValidationSummary(**{"success": True, "rows": 20, "checks": [check], "warnings": [], "profile": {}, "reference": None, **validation_extra})
     return render_report(
         title="graft run test",
         data={"source": "builtin:mnist", "target": "builtin:digits"},
-        pretrain={"source_holdout_accuracy": 0.99, "holdout_images": 500},
+        pretrain=PRETRAIN,
         validation=validation,
         evaluation=evaluation,
         histories={"scratch": HISTORY, "adaptive": HISTORY},
@@ -70,17 +71,17 @@ def test_rejected_decision_is_marked():
 
 def test_report_says_where_the_gate_files_are_also_after_a_cached_validate():
     assert "MLflow artifacts of this run under <code>validation/</code>." in _report(True, mlflow_run_id="r1")
-    copied = _report(True, mlflow_run_id="r1", mlflow_artifacts_copied_from="r1")
+    copied = _report(True, mlflow_run_id="r1", copied_from="r1")
     assert "of this run under <code>validation/</code> (the validate step came from the step cache; copied from run <code>r1</code>)" in copied
-    failed = _report(True, mlflow_run_id="r1", mlflow_artifacts_copy_error="RestException: RESOURCE_DOES_NOT_EXIST")
+    failed = _report(True, mlflow_run_id="r1", copy_error="RestException: RESOURCE_DOES_NOT_EXIST")
     assert "under <code>validation/</code> of run <code>r1</code>" in failed and "copying them to this run failed: RestException" in failed
     assert "of this run" not in failed
 
 
 def test_drift_check_that_crashed_is_shown_as_not_computed():
     warnings = [
-        {"check": "pixel_mean within 0.1", "success": False, "crashed": True, "detail": "boom"},
-        {"check": "pixel_std within 0.1", "success": False, "crashed": False, "detail": "observed 0.9"},
+        CheckOutcome("pixel_mean within 0.1", "pixel_mean", False, True, None, [], "boom"),
+        CheckOutcome("pixel_std within 0.1", "pixel_std", False, False, None, [], "observed 0.9"),
     ]
     page = _report(True, warnings=warnings)
     assert "<td>not computed</td><td>boom</td>" in page.replace("\n", "") and "<td>warning</td><td>observed 0.9</td>" in page.replace("\n", "")

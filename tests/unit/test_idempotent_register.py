@@ -60,12 +60,12 @@ def test_retry_after_register_moves_champion_once_and_never_adds_a_version(store
     new = register(store, "run-new", promote=True, champion_before=old)
     before = versions()
     record = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
-    assert record["registered_version"] == new and record["promoted"]
-    assert record["champion_before"] == old and record["champion_after"] == new
+    assert record.registered_version == new and record.promoted
+    assert record.champion_before == old and record.champion_after == new
     assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
     # Retried again after the move: aliases stay where they are, still no new version.
     again = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
-    assert again["registered_version"] == new and again["champion_after"] == new
+    assert again.registered_version == new and again.champion_after == new
     assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
     assert versions() == before
 
@@ -74,7 +74,7 @@ def test_retry_of_a_rejected_version_leaves_aliases_alone(store):
     aliases = model_registry.aliases(MODEL)
     rejected = register(store, "run-rejected", promote=False, champion_before=aliases["champion"])
     record = republished(model_registry.version_of_pipeline_run(MODEL, "run-rejected"), "parameter", {})
-    assert record["registered_version"] == rejected and not record["promoted"]
+    assert record.registered_version == rejected and not record.promoted
     assert model_registry.aliases(MODEL) == aliases
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import graft.promotion as promotion  # noqa: E402
@@ -139,10 +141,14 @@ def test_promote_baseline_does_not_apply_when_transfer_wins():
 
 def test_summary_says_which_policy_applied():
     from graft.reporting.summary import transfer_policy_line
+    from graft.results import PromotionRecord
+
+    def record(decision, promoted: bool) -> PromotionRecord:
+        return PromotionRecord.of("m", "1", decision.candidate, replace(decision, promote=promoted), None, None, {})
 
     lost = decide_when_transfer_loses("promote_baseline", 0.70, 0.80, None)
-    assert "promote_baseline applied" in transfer_policy_line({"decision": lost.as_dict(), "promoted": True})
+    assert "promote_baseline applied" in transfer_policy_line(record(lost, True))
     kept = decide_when_transfer_loses("keep", 0.70, 0.80, None)
-    assert "keep applied" in transfer_policy_line({"decision": kept.as_dict(), "promoted": False})
+    assert "keep applied" in transfer_policy_line(record(kept, False))
     won = decide_when_transfer_loses("keep", 0.90, 0.80, None)
-    assert "did not apply" in transfer_policy_line({"decision": won.as_dict(), "promoted": True})
+    assert "did not apply" in transfer_policy_line(record(won, True))

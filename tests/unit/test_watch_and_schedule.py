@@ -190,7 +190,7 @@ class FakeTrain:
         self.calls.append(config.data.target)
         if self.error:
             raise self.error
-        promotion = {"model_name": config.registry.model_name, "registered_version": "7", "promoted": True}
+        promotion = SimpleNamespace(model_name=config.registry.model_name, registered_version="7", promoted=True, reason="")
         return SimpleNamespace(run_name="graft-test-run", seconds=1.0, promotion=promotion)
 
 
@@ -514,7 +514,7 @@ def test_a_storm_of_changes_starts_one_run(tmp_path):
         version = str(len(registry["tags"]) + 1)
         registry["tags"][version] = f"{data['version']:064x}"
         registry["champion"] = version
-        return SimpleNamespace(run_name="r", seconds=1.0, promotion={"model_name": "m", "registered_version": version, "promoted": True})
+        return SimpleNamespace(run_name="r", seconds=1.0, promotion=SimpleNamespace(model_name="m", registered_version=version, promoted=True, reason=""))
 
     runs = []
     config = load_config(None, {"registry": {"model_name": "unit-storm"}, "watch": {"settle_seconds": 10}})
