@@ -18,7 +18,7 @@ help:
 	@echo "make stack-down  stop both team servers"
 	@echo "make bench       time the demo run (bench/demo_runtime.py)"
 	@echo "make bench-throughput  graft's training loop vs a hand-written loop; orchestration overhead (bench/throughput.py)"
-	@echo "make bench-transfer  label efficiency of every strategy, 1..all labels/class (bench/label_efficiency.py)"
+	@echo "make bench-transfer  label efficiency of the strategies on four source -> target pairs, 0..10 labels/class (bench/label_efficiency.py)"
 	@echo "make mlflow-ui   open the MLflow UI on the store graft run uses (\$$GRAFT_HOME or .graft/; http://127.0.0.1:5000)"
 	@echo "make dashboard   start the local ZenML dashboard on .graft/zenml (http://127.0.0.1:8237)"
 	@echo "make dashboard-stop  stop it and return to the local store"

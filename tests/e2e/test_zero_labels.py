@@ -34,3 +34,17 @@ def test_zero_labels_end_to_end_then_suggest_labels(tmp_path):
     predicted = [row["predicted"] for row in rows]
     assert max(predicted.count(label) for label in set(predicted)) <= 2  # spread over the predicted classes
     assert len(result.stdout.strip().splitlines()) == 10
+
+
+def test_when_transfer_loses_promote_baseline_promotes_scratch(tmp_path):
+    """A transfer that cannot learn (a learning rate of 1e-9 for one epoch) loses to scratch: scratch is promoted."""
+    model = "e2e-promote-baseline"
+    config = write_config(
+        tmp_path / "loses.yaml", model, {"scratch": {"epochs": 20}, "parameter": {"epochs": 1, "learning_rate": 1e-9}},
+        data={"labels_per_class": None}, promotion={"when_transfer_loses": "promote_baseline"},
+    )
+    result = graft_in_process("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Registered {model} v1 (scratch): PROMOTED to champion." in result.stdout, result.stdout[-3000:]
+    assert "promote_baseline applied" in result.stdout
+    assert "transfer did not help" in result.stdout

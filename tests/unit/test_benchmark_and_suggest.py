@@ -139,3 +139,20 @@ def test_suggest_labels_from_the_targets_unlabelled_pool_to_csv(tmp_path, source
         rows = list(csv.DictReader(handle))
     assert [row["path"] for row in rows] == [request.path for request in requests]
     assert list(rows[0]) == ["rank", "path", "predicted", "margin"]
+
+
+def test_graft_benchmark_command(folder_pair, tmp_path):
+    import csv
+
+    from tests.e2e.helpers import graft_in_process
+
+    output = tmp_path / "bench.csv"
+    result = graft_in_process("benchmark", "--config", str(folder_pair), "--seeds", "1", "--budgets", "0,1",
+                              "--strategies", "scratch,adaptive", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| source_free |" in result.stdout and "| adaptive |" in result.stdout
+    with output.open(encoding="utf-8") as handle:
+        methods = {(row["method"], row["labels_per_class"]) for row in csv.DictReader(handle)}
+    assert {("source_free", "0"), ("scratch", "1"), ("adaptive", "1")} <= methods
+    bad = graft_in_process("benchmark", "--config", str(folder_pair), "--budgets", "1,x")
+    assert bad.returncode == 2 and "--budgets 1,x" in bad.stderr and "Traceback" not in bad.stderr
