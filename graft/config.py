@@ -253,7 +253,11 @@ class GraftConfig(StrictModel):
         if self.data.source == NO_SOURCE and (self.pretrain.epochs > 0 or not self.model.weights):
             raise ValueError(f"{NESTED_LOCATION}data.source{NESTED_LOCATION}'none' needs model.weights and pretrain.epochs: 0")
         if not is_small_image_model(self.model.architecture) and self.data.channels != 3:
-            raise ValueError(f"{NESTED_LOCATION}data.channels{NESTED_LOCATION}{self.model.architecture} takes RGB images: set 3")
+            raise ValueError(
+                f"{NESTED_LOCATION}data.channels{NESTED_LOCATION}{self.model.architecture} is an RGB photo backbone: "
+                "set 3 (with data.geometry: photo), or take a small-image model for digit-sized images "
+                "(lenet_bn, resnet18_small)"
+            )
         if self.data.geometry == "photo":
             object.__setattr__(self, "data", photo_sizes(self.data, self.model.weights))
         return self

@@ -66,9 +66,10 @@ def test_unknown_architecture_names_the_choices(tmp_path):
 
 
 def test_photo_backbone_needs_rgb(tmp_path):
+    # a digits config naming resnet18 (graft's small-image ResNet's old name) points at resnet18_small
     path = tmp_path / "c.yaml"
     path.write_text("model: {architecture: resnet18}\n")
-    with pytest.raises(ConfigError, match="data.channels: resnet18 takes RGB images"):
+    with pytest.raises(ConfigError, match="data.channels: resnet18 is an RGB photo backbone: set 3 .*resnet18_small"):
         load_config(path)
 
 
