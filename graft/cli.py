@@ -28,6 +28,7 @@ SPEC_OPTION_HELP = (
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", "-c", help="Pipeline config YAML (default: configs/transfer.yaml in the checkout).")
 ]
+ModelNameOption = Annotated[Optional[str], typer.Option(help="Registered model name in MLflow (default: registry.model_name).")]
 
 
 def _default_config_path() -> Path | None:
@@ -50,15 +51,15 @@ def _writable_state():
     return check_writable()
 
 
-def _registry_model_name(config: Path | None, model_name: str | None) -> str:
-    """Point MLflow at the configured tracking store; the model name from the flag or the config."""
+def _connect_registry(config: Path | None, model_name: str | None) -> str:
+    """Point MLflow at the configured tracking store, then return the model name from the flag or the config."""
     import mlflow
 
     from graft.paths import check_writable, configure_environment, resolve_tracking_uri
 
     cfg = _load(config)
     layout = configure_environment()
-    uri = cfg.tracking.tracking_uri or resolve_tracking_uri(layout)
+    uri = resolve_tracking_uri(layout, cfg.tracking.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         check_writable(layout)  # MLflow creates the database first; on a read-only folder it retries for minutes
     mlflow.set_tracking_uri(uri)
@@ -76,7 +77,7 @@ def run(
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Training seed (target splits keep data.split_seed).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name in MLflow.")] = None,
+    model_name: ModelNameOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step instead of reusing cached results.")] = False,
     orchestration: Annotated[
         Optional[Path],
@@ -169,7 +170,7 @@ def predict(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Also write the predictions to this CSV file (path,label,probability,error).")
     ] = None,
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     alias: Annotated[str, typer.Option(help="Registry alias to load.")] = "champion",
     config: ConfigOption = None,
 ) -> None:
@@ -183,7 +184,7 @@ def predict(
 
     if output:
         check_output(output)
-    name = _registry_model_name(config, model_name)
+    name = _connect_registry(config, model_name)
     files = collect_image_files(paths)
     if not files:
         raise GraftError("no image files found in the given paths")
@@ -211,7 +212,7 @@ def suggest_labels(
     ] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many images to suggest.")] = 20,
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: rank,path,predicted,margin.")] = Path("labels_todo.csv"),
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     alias: Annotated[str, typer.Option(help="Registry alias whose model ranks the images.")] = "champion",
     config: ConfigOption = None,
 ) -> None:
@@ -226,7 +227,7 @@ def suggest_labels(
     from graft.training.loop import predict_logits
 
     check_output(output)
-    name = _registry_model_name(config, model_name)
+    name = _connect_registry(config, model_name)
     if alias not in aliases(name):
         raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
     loaded = load_registered(f"models:/{name}@{alias}")
@@ -291,7 +292,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write; its metadata also goes to <output>.json.")],
     alias: Annotated[str, typer.Option(help="Registry alias to export.")] = "champion",
     version: Annotated[Optional[str], typer.Option(help="Export this version instead of the alias.")] = None,
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Write a registered model as ONNX, TorchScript or pt2, with its preprocessing spec and class names.
@@ -303,7 +304,7 @@ def export(
 
     if format not in FORMATS:
         raise GraftError(f"--format {format}: choose one of {', '.join(FORMATS)}")
-    name = _registry_model_name(config, model_name)
+    name = _connect_registry(config, model_name)
     if version is None and alias not in aliases(name):
         raise GraftError(f"{name} has no version under alias '{alias}'; run `graft run` first or see `graft models`")
     uri = f"models:/{name}/{version}" if version else f"models:/{name}@{alias}"
@@ -335,7 +336,7 @@ def validate(
     overrides: dict = {"data": {key: value for key, value in {"target": target, "labels_per_class": labels_per_class}.items() if value is not None}}
     layout = _writable_state()
     cfg = _load(config, overrides)
-    mlflow.set_tracking_uri(cfg.tracking.tracking_uri or resolve_tracking_uri(layout))
+    mlflow.set_tracking_uri(resolve_tracking_uri(layout, cfg.tracking.tracking_uri))
     reference = previous_accepted_profile(cfg.tracking.experiment_name, cfg.registry.model_name)
     folder = output or layout.reports / f"validate-{datetime.now():%Y%m%d-%H%M%S}"
     outcome = validate_target_data(cfg.data.target, TargetSettings.of(cfg), folder, layout.data_cache / "decoded", reference)
@@ -372,14 +373,14 @@ def gc(
 
 @app.command()
 def models(
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     config: ConfigOption = None,
 ) -> None:
     """List registered versions with their strategy, test metrics, aliases and promotion outcome."""
     from graft.registry.model_registry import list_versions
     from graft.reporting.summary import format_table
 
-    name = _registry_model_name(config, model_name)
+    name = _connect_registry(config, model_name)
     versions = list_versions(name)
     if not versions:
         typer.echo(f"{name}: no registered versions yet; run `graft run`")
@@ -412,7 +413,7 @@ def ui(
     from graft.registry.tracking import ui_command
 
     cfg = _load(config)
-    uri = cfg.tracking.tracking_uri or resolve_tracking_uri(configure_environment())
+    uri = resolve_tracking_uri(configure_environment(), cfg.tracking.tracking_uri)
     command = ui_command(uri, host, port)
     if command is None:
         typer.echo(f"the runs are on the tracking server {uri}: open it in a browser")
@@ -425,7 +426,7 @@ def ui(
 
 @app.command()
 def history(
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     config: ConfigOption = None,
 ) -> None:
     """One row per registered version, oldest first: when, the target data's fingerprint, files added, removed and relabelled since the data of the version before, the version, its test accuracy and whether it became champion.
@@ -440,7 +441,7 @@ def history(
 
     settings = load_watch_settings(config or _default_config_path())
     name = model_name or settings.registry.model_name
-    uri = settings.tracking.tracking_uri or resolve_tracking_uri(configure_environment())
+    uri = resolve_tracking_uri(configure_environment(), settings.tracking.tracking_uri)
     rows = history_rows(read_registry(uri, name, keys=HISTORY_TAGS))
     if not rows:
         typer.echo(f"{name}: no registered versions yet; run `graft run` or `graft watch`")
@@ -451,7 +452,7 @@ def history(
 
 @app.command()
 def rollback(
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
     config: ConfigOption = None,
     release: Annotated[
         bool, typer.Option("--release", help="Lift the hold of the last rollback instead (aliases stay as they are).")
@@ -467,7 +468,7 @@ def rollback(
     from graft.registry.model_registry import rollback as rollback_alias
 
     _writable_state()
-    name = _registry_model_name(config, model_name)
+    name = _connect_registry(config, model_name)
     with promotion_lock(state_layout().locks, name):
         if release:
             held = release_rollback(name)
@@ -485,7 +486,7 @@ def watch(
     interval: Annotated[float, typer.Option(min=1, help="Seconds between checks when looping.")] = 3600,
     once: Annotated[bool, typer.Option("--once", help="Check once and exit (for cron; see `graft schedule`).")] = False,
     config: ConfigOption = None,
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
 ) -> None:
     """Retrain when the target data changes: run the pipeline only if the data differs from the champion's.
 
@@ -521,7 +522,7 @@ def schedule(
         Optional[Path], typer.Option("--schedule", help="Schedule YAML with cron_expression (default: configs/schedule.yaml in the checkout).")
     ] = None,
     config: ConfigOption = None,
-    model_name: Annotated[Optional[str], typer.Option(help="Registered model name (default: registry.model_name).")] = None,
+    model_name: ModelNameOption = None,
 ) -> None:
     """Print (or --install) a crontab line that runs `graft watch --once` on the cron expression of configs/schedule.yaml.
 

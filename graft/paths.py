@@ -146,7 +146,10 @@ def quiet_third_party_logs() -> None:
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 
-def resolve_tracking_uri(layout: StateLayout | None = None) -> str:
-    """``GRAFT_TRACKING_URI`` wins, then the SQLite database in the state folder."""
+def resolve_tracking_uri(layout: StateLayout | None = None, configured: str | None = None) -> str:
+    """The config's ``tracking.tracking_uri`` (``configured``) wins, then ``GRAFT_TRACKING_URI``, then
+    the SQLite database in the state folder."""
+    if configured:
+        return configured
     layout = layout or state_layout()
     return os.environ.get(TRACKING_URI_ENV) or layout.default_tracking_uri()

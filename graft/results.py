@@ -8,10 +8,15 @@ picks one by name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict
 
 from graft.promotion import PromotionDecision
-from graft.validation.gate import CheckOutcome, GateReport
+
+if TYPE_CHECKING:
+    from graft.validation.gate import GateReport
 
 Metrics = dict[str, float]
 SOURCE_ONLY = "source_only"  # the source model scored on the target as it is, without target labels
@@ -20,6 +25,32 @@ SOURCE_ONLY = "source_only"  # the source model scored on the target as it is, w
 class RunResult(BaseModel):
     # NaN and infinite scores are written as JSON's NaN/Infinity, as json.dumps does, not as null
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
+
+@dataclass
+class CheckOutcome:
+    """One check of the target gate: passed, failed on the data, or crashed (a bug or a schema problem)."""
+
+    check: str
+    column: str | None
+    success: bool
+    crashed: bool
+    unexpected_count: int | None
+    examples: list
+    detail: str = ""
+
+    def line(self) -> str:
+        kind = "crashed" if self.crashed else "failed"
+        count = f", {self.unexpected_count} row(s)" if self.unexpected_count else ""
+        examples = f", e.g. {', '.join(self.examples[:3])}" if self.examples else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.check} {kind}{count}{examples}{detail}"
+
+    def warning_line(self) -> str:
+        """The line of a drift check that did not pass: a shift, or a check that could not be computed."""
+        if self.crashed:
+            return f"drift check '{self.check}' could not be computed ({self.detail or 'crashed'}); drift was not checked"
+        return self.line()
 
 
 class PretrainSummary(RunResult):

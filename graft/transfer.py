@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -33,7 +33,6 @@ class Candidate:
     val_loss: float
     best_epoch: int
     seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str = ""
 
     def to_state(self) -> dict:
@@ -46,7 +45,6 @@ class Candidate:
             "val_loss": self.val_loss,
             "best_epoch": self.best_epoch,
             "seconds": self.seconds,
-            "metrics": self.metrics,
             "mlflow_run_id": self.mlflow_run_id,
         }
 

@@ -241,7 +241,7 @@ def watch_once(
         if "registry" not in check_options and "tracking_uri" not in check_options:
             from graft.paths import resolve_tracking_uri
 
-            check_options["tracking_uri"] = config.tracking.tracking_uri or resolve_tracking_uri()
+            check_options["tracking_uri"] = resolve_tracking_uri(configured=config.tracking.tracking_uri)
         check = check_target(config.data.target, model_name, policy=config.watch, **check_options)
         echo(check.line())
         if check.needs_training and failed is not None and check.fingerprint in failed:

@@ -51,7 +51,7 @@ def run_transfer(
     if schedule is not None and orchestration is None:
         raise errors.ConfigError("the local orchestrator cannot schedule runs; use `graft schedule` (cron + `graft watch --once`)")
     layout = check_writable(configure_environment())
-    tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri(layout)
+    tracking_uri = resolve_tracking_uri(layout, config.tracking.tracking_uri)
     from pipelines import team_stack
 
     server = team_stack.zenml_server_url()

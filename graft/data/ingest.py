@@ -290,7 +290,3 @@ def assemble(
         class_names=list(class_names),
         records=records,
     )
-
-
-def records_as_dicts(records: list[FileRecord]) -> list[dict]:
-    return [asdict(record) for record in records]

@@ -21,7 +21,6 @@ from graft.models.bundle import ModelBundle
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
-CHALLENGER = "challenger"
 
 
 @dataclass
@@ -29,7 +28,6 @@ class LoadedModel:
     model: Classifier
     class_names: list[str]
     preprocessing: PreprocessingSpec
-    version: str | None = None
 
 
 def _client():
@@ -257,15 +255,7 @@ def load_registered(model_uri: str) -> LoadedModel:
     info = mlflow.models.get_model_info(model_uri)
     metadata = info.metadata or {}
     model = as_module(mlflow.pytorch.load_model(model_uri, map_location="cpu"))
-    version = None
-    if "@" in model_uri or model_uri.count("/") >= 2:
-        version = str(getattr(info, "registered_model_version", None) or "") or None
-    return LoadedModel(
-        model=model,
-        class_names=list(metadata["class_names"]),
-        preprocessing=PreprocessingSpec(**metadata["preprocessing"]),
-        version=version,
-    )
+    return LoadedModel(model=model, class_names=list(metadata["class_names"]), preprocessing=PreprocessingSpec(**metadata["preprocessing"]))
 
 
 def load_registered_bundle(model_uri: str, origin: str | None = None) -> tuple[ModelBundle, str]:

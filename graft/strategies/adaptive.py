@@ -21,7 +21,7 @@ from graft.models.bundle import ModelBundle
 from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, register_strategy, source_model_for_target
 from graft.strategies.regularizers import L2SP
 from graft.training.batchnorm import reestimate_batch_norm
-from graft.training.freezing import BATCH_NORM_TYPES, freeze, unfreeze
+from graft.training.freezing import BATCH_NORM_TYPES, freeze
 from graft.training.phases import Phase, Regularizer
 
 

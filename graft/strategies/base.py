@@ -93,7 +93,6 @@ class TransferStrategy(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    uses_source_weights: ClassVar[bool] = True
     learns_without_labels: ClassVar[bool] = False  # trains with labels_per_class 0 (from the unlabelled pool)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
 

@@ -7,7 +7,6 @@ from pydantic import Field
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, register_strategy, source_model_for_target
-from graft.training.freezing import freeze
 from graft.training.phases import Phase
 
 
@@ -22,10 +21,9 @@ class FeatureTransfer(TransferStrategy):
     Params = FeatureParams
 
     def build_model(self, source: ModelBundle, context: TransferContext) -> Classifier:
-        model = source_model_for_target(source, context, new_head=True)
-        freeze(model.backbone)
-        return model
+        return source_model_for_target(source, context, new_head=True)
 
     def phases(self, model: Classifier, epoch_scale: float) -> list[Phase]:
+        """The head alone trains; ``fit`` leaves the rest frozen, BatchNorm statistics included."""
         group = {"params": list(model.head.parameters()), "lr": self.params.learning_rate, "weight_decay": self.params.weight_decay}
         return [Phase("head", self.scaled_epochs(self.params.epochs, epoch_scale), [group])]

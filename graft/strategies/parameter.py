@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
-from graft.strategies.base import StrategyParams, TransferContext, TransferStrategy, register_strategy, source_model_for_target
+from graft.strategies.base import TransferContext, TransferStrategy, register_strategy, source_model_for_target
 from graft.training.phases import Phase
 
 

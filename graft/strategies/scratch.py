@@ -19,7 +19,6 @@ class ScratchParams(StrategyParams):
 class Scratch(TransferStrategy):
     name = "scratch"
     description = "same architecture, random weights: the baseline that exposes negative transfer"
-    uses_source_weights = False
     Params = ScratchParams
 
     def build_model(self, source: ModelBundle, context: TransferContext) -> Classifier:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from graft.config import GateConfig
+from graft.results import CheckOutcome
 from graft.validation.manifest import ALL_SPLITS, LABELLED_SPLITS, UNSPLIT
 
 EXPECTED_COLUMNS = [
@@ -46,30 +47,6 @@ EXPECTED_COLUMNS = [
     "class_count",
 ]
 DECODED = 'decode_status=="ok"'
-
-
-@dataclass
-class CheckOutcome:
-    check: str
-    column: str | None
-    success: bool
-    crashed: bool
-    unexpected_count: int | None
-    examples: list
-    detail: str = ""
-
-    def line(self) -> str:
-        kind = "crashed" if self.crashed else "failed"
-        count = f", {self.unexpected_count} row(s)" if self.unexpected_count else ""
-        examples = f", e.g. {', '.join(self.examples[:3])}" if self.examples else ""
-        detail = f": {self.detail}" if self.detail else ""
-        return f"{self.check} {kind}{count}{examples}{detail}"
-
-    def warning_line(self) -> str:
-        """The line of a drift check that did not pass: a shift, or a check that could not be computed."""
-        if self.crashed:
-            return f"drift check '{self.check}' could not be computed ({self.detail or 'crashed'}); drift was not checked"
-        return self.line()
 
 
 @dataclass

@@ -8,7 +8,7 @@ import re
 from graft.promotion import PromotionDecision
 from graft.reporting.html_report import render_report
 from graft.results import CandidateScores, Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
-from graft.validation.gate import CheckOutcome
+from graft.results import CheckOutcome
 
 PRETRAIN = PretrainSummary(
     source_holdout_accuracy=0.99, train_images=4500, holdout_images=500, seconds=1.0, source_fingerprint="s", lineage={}, source_model_uri="m"
