@@ -94,29 +94,11 @@ def run(
     if schedule is not None and orchestration is None:
         raise ConfigError("--schedule needs --orchestration (a remote stack such as Kubeflow); the local orchestrator cannot "
                           "schedule runs: use `graft schedule` to install a crontab line that runs `graft watch --once`")
-    overrides: dict = {}
-    data = {key: value for key, value in {"source": source, "target": target, "labels_per_class": labels_per_class}.items() if value is not None}
-    if data:
-        overrides["data"] = data
-    if seed is not None:
-        overrides["seed"] = seed
-    if device is not None:
-        overrides["device"] = device
-    if model_name is not None:
-        overrides["registry"] = {"model_name": model_name}
+    data = {"source": source, "target": target, "labels_per_class": labels_per_class}
+    overrides = _flag_overrides({"data": data, "seed": seed, "device": device, "registry": {"model_name": model_name}})
     chosen = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
     cfg = _load(config, overrides, chosen)
-
-    from graft.data.sources import check_spec
-    from graft.training.devices import resolve_device
-
-    check_spec(cfg.data.source, "source")
-    check_spec(cfg.data.target, "target")
-    resolve_device(cfg.device)
-    if cfg.data.source == cfg.data.target:
-        typer.echo("warning: the source and the target are the same data; transfer will look better than it is", err=True)
-    if orchestration is not None and not orchestration.is_file():
-        raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
+    _check_run_inputs(cfg, orchestration)
 
     from graft.schedule import load_schedule
     from pipelines.runner import run_transfer
@@ -130,6 +112,31 @@ def run(
                    "without the step cache; see the recurring runs in its UI.")
         return
     _print_run_summary(outcome)
+
+
+def _flag_overrides(values: dict) -> dict:
+    """The config overrides the command-line flags make: the flags given, by section; sections left empty are dropped."""
+    overrides = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = {name: item for name, item in value.items() if item is not None} or None
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def _check_run_inputs(cfg, orchestration: Path | None) -> None:
+    """The data specs, the device and the orchestration file, checked in one line each before anything starts."""
+    from graft.data.sources import check_spec
+    from graft.training.devices import resolve_device
+
+    check_spec(cfg.data.source, "source")
+    check_spec(cfg.data.target, "target")
+    resolve_device(cfg.device)
+    if cfg.data.source == cfg.data.target:
+        typer.echo("warning: the source and the target are the same data; transfer will look better than it is", err=True)
+    if orchestration is not None and not orchestration.is_file():
+        raise ConfigError(f"{orchestration}: orchestration config not found; pass an existing ZenML run config YAML")
 
 
 def _print_run_summary(outcome) -> None:
@@ -333,7 +340,7 @@ def validate(
     from graft.validation.target_gate import raise_if_failed
     from graft.validation.run import previous_accepted_profile, validate_target_data
 
-    overrides: dict = {"data": {key: value for key, value in {"target": target, "labels_per_class": labels_per_class}.items() if value is not None}}
+    overrides = _flag_overrides({"data": {"target": target, "labels_per_class": labels_per_class}})
     layout = _writable_state()
     cfg = _load(config, overrides)
     mlflow.set_tracking_uri(resolve_tracking_uri(layout, cfg.tracking.tracking_uri))
@@ -498,11 +505,7 @@ def watch(
     from graft.watch import watch as watch_target
 
     layout = _writable_state()
-    overrides: dict = {}
-    if target is not None:
-        overrides["data"] = {"target": target}
-    if model_name is not None:
-        overrides["registry"] = {"model_name": model_name}
+    overrides = _flag_overrides({"data": {"target": target}, "registry": {"model_name": model_name}})
     config_path = config or _default_config_path()
     settings = load_watch_settings(config_path, overrides)  # the rest of the file is validated when a run starts
 
@@ -535,7 +538,7 @@ def schedule(
     from graft.schedule import DEFAULT_SCHEDULE, crontab_line, install_crontab_line, load_schedule
 
     recurring = load_schedule(schedule_file or project_root() / DEFAULT_SCHEDULE)
-    overrides = {"registry": {"model_name": model_name}} if model_name else {}
+    overrides = _flag_overrides({"registry": {"model_name": model_name}})
     config_path = config or _default_config_path()
     cfg = _load(config_path, overrides)
     watched = str(Path(target).expanduser().resolve()) if target and not target.startswith("builtin:") else target

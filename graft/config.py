@@ -120,9 +120,7 @@ class FinetuneConfig(StrictModel):
             try:
                 strategy_class(name).Params.model_validate(params or {})
             except ValidationError as error:
-                first = error.errors()[0]
-                key = ".".join(str(part) for part in first["loc"])
-                message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+                key, message = first_problem(error, unknown_key="unknown key")
                 raise ValueError(f"{NESTED_LOCATION}{name}.{key}{NESTED_LOCATION}{message}") from None
         return {name: dict(params or {}) for name, params in value.items()}
 
@@ -291,15 +289,31 @@ def photo_sizes(data: DataConfig, weights: str | None) -> DataConfig:
 NO_SOURCE = "none"
 DEFAULT_PHOTO_RESIZE, DEFAULT_PHOTO_CROP = 256, 224
 NESTED_LOCATION = "\x1f"  # separates a nested location from the message inside a validator's error
-def _format_validation_error(error: ValidationError, origin: str) -> str:
-    first = error.errors()[0]
+def first_problem(error: ValidationError, unknown_key: str, missing: str | None = None) -> tuple[str, str]:
+    """The dotted location and the message of the problem to name first, for a one-line error.
+
+    A misspelt key also leaves its intended key missing, so an unknown key is named before the
+    rest. A validator's message may carry a location of its own (``NESTED_LOCATION``).
+    """
+    first = _first(error)
     location = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if message.startswith(NESTED_LOCATION):
         nested, message = message[1:].split(NESTED_LOCATION, 1)
         location = nested if not first["loc"] else f"{location}.{nested}"
     elif first["type"] == "extra_forbidden":
-        message = "unknown key; check its spelling against configs/transfer.yaml"
+        message = unknown_key
+    elif first["type"] == "missing" and missing:
+        message = missing
+    return location, message
+
+
+def _first(error: ValidationError) -> dict[str, Any]:
+    return sorted(error.errors(), key=lambda problem: problem["type"] != "extra_forbidden")[0]
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    location, message = first_problem(error, unknown_key="unknown key; check its spelling against configs/transfer.yaml")
     more = f" (and {len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
     return f"{origin}: {location}: {message}{more}"
 
@@ -386,7 +400,7 @@ def _flag_of(error: ValidationError, overrides: dict[str, Any], strategies: list
     ``strategies`` come from ``--strategies``; the baseline check (no location) is about them too.
     """
     value: Any = overrides
-    location = error.errors()[0]["loc"]
+    location = _first(error)["loc"]
     if strategies is not None and tuple(location[:2]) in (("finetune", "strategies"), ()):
         return f"--strategies {','.join(strategies)}"
     if not location:

@@ -3,6 +3,10 @@
 Anything that is not a ``GraftError`` is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 
 class GraftError(Exception):
     """Bad input or a state the user can fix. The CLI prints the message alone and exits 2."""
@@ -44,17 +48,20 @@ class GateCrashed(GraftError):
     exit_code = 5
 
 
+def exception_chain(error: BaseException | None) -> Iterator[BaseException]:
+    """``error``, then what it was raised from or during (``__cause__``, else ``__context__``), once each."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        yield error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+
+
 def graft_error_in_chain(error: BaseException | None) -> GraftError | None:
     """The ``GraftError`` that ``error`` is, or that was propagating when it was raised (its
     ``__cause__``/``__context__`` chain): a framework wrapping or tripping over graft's one-line
     error must not turn it into a traceback."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, GraftError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    return next((link for link in exception_chain(error) if isinstance(link, GraftError)), None)
 
 
 # errno values that mean the state folder's device, not graft, is at fault
@@ -74,14 +81,8 @@ def device_fault(text: str, code: int | None = None) -> str | None:
 
 def device_fault_in_chain(error: BaseException | None) -> str | None:
     """``device_fault`` of ``error`` or of anything in its ``__cause__``/``__context__`` chain."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        fault = device_fault(str(error), getattr(error, "errno", None))
-        if fault:
-            return fault
-        error = error.__cause__ or error.__context__
-    return None
+    faults = (device_fault(str(link), getattr(link, "errno", None)) for link in exception_chain(error))
+    return next((fault for fault in faults if fault), None)
 
 
 def device_fault_error(fault: str, where: str, state_root: object, detail: str) -> StateError:

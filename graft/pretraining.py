@@ -34,6 +34,28 @@ class PretrainResult:
     holdout_images: int
     lineage: dict[str, str] = field(default_factory=dict)  # which weights the source model started from
 
+    def to_state(self) -> dict:
+        """Tensors, numbers, strings, lists and dicts only: what a torchrun worker hands back."""
+        return {
+            "bundle": self.bundle.to_state(),
+            "training": self.training.to_dict(),
+            "holdout_accuracy": self.holdout_accuracy,
+            "train_images": self.train_images,
+            "holdout_images": self.holdout_images,
+            "lineage": self.lineage,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PretrainResult":
+        return cls(
+            bundle=ModelBundle.from_state(state["bundle"]),
+            training=TrainingResult.from_dict(state["training"]),
+            holdout_accuracy=state["holdout_accuracy"],
+            train_images=state["train_images"],
+            holdout_images=state["holdout_images"],
+            lineage=state["lineage"],
+        )
+
 
 def source_spec(settings: PretrainSettings, num_classes: int) -> ArchitectureSpec:
     input_size = settings.data.crop_size if settings.data.geometry == "photo" else settings.data.frame_size
@@ -86,40 +108,12 @@ def pretrain_source(source: ImageDataset, settings: PretrainSettings) -> Pretrai
     With ``compute.distributed.pretrain`` the training runs under torchrun across the node.
     """
     if should_launch(settings.compute.distributed.pretrain):
-        setting = settings.compute.distributed
-        if setting.nodes > 1:
-            source = source.on_store(f"{setting.job_store.rstrip('/')}/decoded")
-        state = run_distributed(
-            "graft.pretraining:pretrain_worker",
-            {"source": source.to_state(), "settings": settings.model_dump(mode="json")},
-            setting, resolve_device(settings.device), DataSize(len(source), source.images.numel() // max(1, len(source)),
-                                                             settings.pretrain.batch_size),
-        )
-        return PretrainResult(
-            bundle=ModelBundle.from_state(state["bundle"]),
-            training=TrainingResult.from_dict(state["training"]),
-            holdout_accuracy=state["holdout_accuracy"],
-            train_images=state["train_images"],
-            holdout_images=state["holdout_images"],
-            lineage=state["lineage"],
-        )
+        return _pretrain_distributed(source, settings)
     if settings.pretrain.epochs == 0:
         return untrained_source(settings)
     generator = seed_everything(settings.seed)
     device = resolve_device(settings.device)
-    images, labels = source.images, source.labels
-    subsample = bool(settings.pretrain.max_images and len(source) > settings.pretrain.max_images)
-    if subsample:
-        keep = torch.randperm(len(source), generator=generator)[: settings.pretrain.max_images]
-        images, labels = subset(images, keep), labels[keep]
-    holdout = torch.cat([source.predefined("val"), source.predefined("test")])
-    if not subsample and holdout.numel() > 0:
-        # The source's own val/test folders are its held-out set, as its authors meant them.
-        parts = {"train": source.predefined("train"), "holdout": torch.sort(holdout).values}
-    else:
-        parts = stratified_split(
-            labels, source.num_classes, {"holdout": settings.pretrain.holdout_fraction, "train": 0.0}, settings.seed
-        )
+    images, labels, parts = _source_parts(source, settings, generator)
     initial = initial_source_model(settings, source.num_classes)
     preprocessing = source_preprocessing(settings, initial, subset(images, parts["train"]))
     model, spec = initial.model, initial.spec
@@ -159,14 +153,34 @@ def pretrain_source(source: ImageDataset, settings: PretrainSettings) -> Pretrai
     )
 
 
+def _source_parts(source: ImageDataset, settings: PretrainSettings, generator: torch.Generator):
+    """The source images (capped at ``pretrain.max_images``), their labels, and the train and holdout indices."""
+    images, labels = source.images, source.labels
+    subsample = bool(settings.pretrain.max_images and len(source) > settings.pretrain.max_images)
+    if subsample:
+        keep = torch.randperm(len(source), generator=generator)[: settings.pretrain.max_images]
+        images, labels = subset(images, keep), labels[keep]
+    holdout = torch.cat([source.predefined("val"), source.predefined("test")])
+    if not subsample and holdout.numel() > 0:
+        # The source's own val/test folders are its held-out set, as its authors meant them.
+        return images, labels, {"train": source.predefined("train"), "holdout": torch.sort(holdout).values}
+    parts = stratified_split(labels, source.num_classes, {"holdout": settings.pretrain.holdout_fraction, "train": 0.0}, settings.seed)
+    return images, labels, parts
+
+
+def _pretrain_distributed(source: ImageDataset, settings: PretrainSettings) -> PretrainResult:
+    setting = settings.compute.distributed
+    if setting.nodes > 1:
+        source = source.on_store(f"{setting.job_store.rstrip('/')}/decoded")
+    state = run_distributed(
+        "graft.pretraining:pretrain_worker",
+        {"source": source.to_state(), "settings": settings.model_dump(mode="json")},
+        setting, resolve_device(settings.device), DataSize(len(source), source.images.numel() // max(1, len(source)),
+                                                         settings.pretrain.batch_size),
+    )
+    return PretrainResult.from_state(state)
+
+
 def pretrain_worker(payload: dict) -> dict:
     """One torchrun process of ``pretrain_source``: the same training, on this process's share."""
-    result = pretrain_source(ImageDataset.from_state(payload["source"]), PretrainSettings.model_validate(payload["settings"]))
-    return {
-        "bundle": result.bundle.to_state(),
-        "training": result.training.to_dict(),
-        "holdout_accuracy": result.holdout_accuracy,
-        "train_images": result.train_images,
-        "holdout_images": result.holdout_images,
-        "lineage": result.lineage,
-    }
+    return pretrain_source(ImageDataset.from_state(payload["source"]), PretrainSettings.model_validate(payload["settings"])).to_state()

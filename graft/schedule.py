@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError, field_validator, model_validator
 
-from graft.config import StrictModel, read_yaml
+from graft.config import first_problem, read_yaml
+from graft.strict_model import StrictModel
 from graft.errors import ConfigError, GraftError
 
 DEFAULT_SCHEDULE = Path("configs/schedule.yaml")
@@ -78,15 +79,11 @@ def load_schedule(path: Path) -> ScheduleConfig:
     try:
         return ScheduleConfig.model_validate(raw)
     except ValidationError as error:
-        # A misspelt key also leaves its intended key missing; the misspelling is the one to name.
-        first = sorted(error.errors(), key=lambda problem: problem["type"] != "extra_forbidden")[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        if first["type"] == "extra_forbidden":
-            message = "unknown key; a schedule has cron_expression, start_time, end_time, catchup and name"
-        elif first["type"] == "missing":
-            message = "missing; e.g. cron_expression: '0 3 * * *'"
-        else:
-            message = first["msg"].removeprefix("Value error, ")
+        key, message = first_problem(
+            error,
+            unknown_key="unknown key; a schedule has cron_expression, start_time, end_time, catchup and name",
+            missing="missing; e.g. cron_expression: '0 3 * * *'",
+        )
         raise ConfigError(f"{path}: {key}: {message}") from None
 
 

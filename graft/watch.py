@@ -21,7 +21,6 @@ per check. ``graft run`` retrains on demand.
 
 from __future__ import annotations
 
-import fcntl
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -201,17 +200,10 @@ def watch_lock(lock_dir: Path, model_name: str) -> Iterator[bool]:
     Cron starts a check on the clock even if the previous one is still training: the second
     one must skip, not start a second run of the same data.
     """
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"watch-{model_name}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    from graft.registry.locking import exclusive_file_lock
+
+    with exclusive_file_lock(lock_dir / f"watch-{model_name}.lock") as held:
+        yield held
 
 
 def watch_once(

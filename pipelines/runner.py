@@ -63,36 +63,60 @@ def run_transfer(
     # With a ZenML server the team stack is provisioned there (infra/zenml-server/provision.py), not made here.
     prepare_stores(layout.locks, tracking_uri, config.tracking.experiment_name, layout.mlflow_artifacts,
                    local=orchestration is None and not server)
+    fingerprints = data_fingerprints(config, layout)
+    activate_stack(layout, tracking_uri, server, orchestration)
+    started = time.perf_counter()
+    options = pipeline_options(config, run_name, enable_cache, orchestration, schedule)
+    if schedule is not None:
+        fingerprints = {name: "" for name in fingerprints}
+    run = run_pipeline(config, options, fingerprints, layout, tracking_uri, server, local=orchestration is None)
+    if schedule is not None:
+        return None
+    return collect_outcome(run, time.perf_counter() - started, tracking_uri)
 
-    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
-    from zenml.utils import source_utils
 
-    from pipelines.stale_runs import claim, fail_stale_runs
-    from pipelines.transfer_pipeline import transfer_pipeline
+def data_fingerprints(config: GraftConfig, layout) -> dict[str, str]:
+    """The source and target fingerprints, as the pipeline's parameters.
 
+    Taken before the pipeline: bad paths fail here in one line, and changed files behind an
+    unchanged path reach the step cache keys as a changed parameter.
+    """
     from graft.data.listing import ListingStore
     from graft.data.sources import data_fingerprint
 
-    # Fingerprints before the pipeline: bad paths fail here in one line, and changed files behind
-    # an unchanged path reach the step cache keys as a changed parameter.
     memo = layout.data_cache / "digests"
     listings = ListingStore(layout.data_cache / "listings")  # what each data version holds, file by file (watch, history)
-    fingerprints = {
+    return {
         "source_fingerprint": data_fingerprint(config.data.source, "source", memo),
         "target_fingerprint": data_fingerprint(config.data.target, "target", memo, listings),
     }
+
+
+def activate_stack(layout, tracking_uri: str, server: str | None, orchestration: Path | None) -> None:
+    """The stack the run goes to: the team stack on a ZenML server, the local one, or the active remote one."""
+    from zenml.utils import source_utils
+
+    from pipelines import team_stack
+    from pipelines.stale_runs import fail_stale_runs
+
     source_utils.set_custom_source_root(str(project_root()))
     if orchestration is None:
         if server:
             team_stack.activate_team_stack(server, tracking_uri)
         fail_stale_runs(layout.run_claims, layout.locks)
-    else:
-        if server and team_stack.TEAM_STACK_ENV in os.environ:  # e.g. graft-team-docker
-            team_stack.activate_team_stack(server, tracking_uri)
-        from pipelines.kubeflow import apply_kubeflow_fixes
+        return
+    if server and team_stack.TEAM_STACK_ENV in os.environ:  # e.g. graft-team-docker
+        team_stack.activate_team_stack(server, tracking_uri)
+    from pipelines.kubeflow import apply_kubeflow_fixes
 
-        apply_kubeflow_fixes()
-    started = time.perf_counter()
+    apply_kubeflow_fixes()
+
+
+def pipeline_options(
+    config: GraftConfig, run_name: str | None, enable_cache: bool, orchestration: Path | None, schedule: ScheduleConfig | None
+) -> dict:
+    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
+
     options = {
         "settings": {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment_name)},
         "enable_cache": enable_cache,
@@ -102,34 +126,40 @@ def run_transfer(
         options["config_path"] = str(orchestration)
     if schedule is not None:
         options.update(scheduled_options(schedule))
-        fingerprints = {name: "" for name in fingerprints}
     # A recurring run reuses its options: ZenML fills {date} and {time} in at each start, so names stay unique.
     default_name = "graft-scheduled-{date}-{time}" if schedule is not None else f"graft-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     options["run_name"] = run_name or default_name
+    return options
+
+
+def run_pipeline(config: GraftConfig, options: dict, fingerprints: dict[str, str], layout, tracking_uri: str,
+                 server: str | None, local: bool):
+    """Run the pipeline under the model's run lock; a failed step comes back as the error it raised."""
+    from pipelines import team_stack
+    from pipelines.stale_runs import claim
+    from pipelines.transfer_pipeline import transfer_pipeline
+
     quiet_expected_failures()
     if server:
         team_stack.quiet_server_failures()
     _ExpectedFailureFilter.device_faults.clear()
     # A remote orchestrator's run outlives this process, so only local runs are claimed.
-    claimed = claim(layout.run_claims, options["run_name"], config.tracking.experiment_name, config.registry.model_name) if orchestration is None else nullcontext()
+    run_name = options["run_name"]
+    claimed = claim(layout.run_claims, run_name, config.tracking.experiment_name, config.registry.model_name) if local else nullcontext()
     try:
-        with hold_run_lock(layout.locks, config.registry.model_name, local=orchestration is None), claimed:
-            run = transfer_pipeline.with_options(**options)(config=config, **fingerprints)
+        with hold_run_lock(layout.locks, config.registry.model_name, local=local), claimed:
+            return transfer_pipeline.with_options(**options)(config=config, **fingerprints)
     except Exception as failure:
-        down = team_stack.server_down(server, f"running {options['run_name']}") if server else None
+        down = team_stack.server_down(server, f"running {run_name}") if server else None
         if down is not None:
             raise down from None
-        raise user_facing_failure(options["run_name"]) or device_failure(failure, layout.root) or failure
+        raise user_facing_failure(run_name) or device_failure(failure, layout.root) or failure
     finally:
         # ZenML's MLflow tracker blanks the tracking URI after every step; whoever called us in this
         # process (`graft watch`'s loop, a notebook, a test) goes on with the store the run used.
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
-    if schedule is not None:
-        return None
-    seconds = time.perf_counter() - started
-    return collect_outcome(run, seconds, tracking_uri)
 
 
 @contextmanager

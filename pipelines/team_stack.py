@@ -15,7 +15,7 @@ import os
 import urllib.error
 import urllib.request
 
-from graft.errors import ConfigError, RegistryError
+from graft.errors import ConfigError, RegistryError, exception_chain
 
 TEAM_STACK_ENV = "GRAFT_ZENML_STACK"
 TEAM_STACK = "graft-team"
@@ -102,13 +102,7 @@ def _connection_failure(error: BaseException | None) -> bool:
     """Whether ``error`` (or what it was raised from/during) is a request that reached no server."""
     import requests
 
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, (requests.exceptions.ConnectionError, ConnectionRefusedError)):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(link, (requests.exceptions.ConnectionError, ConnectionRefusedError)) for link in exception_chain(error))
 
 
 class _ServerDownFilter(logging.Filter):

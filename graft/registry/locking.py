@@ -32,19 +32,19 @@ def lock_key(model_name: str) -> int:
 
 
 @contextmanager
-def exclusive_file_lock(path: Path, wait: float = 0.0) -> Iterator[bool]:
-    """An OS lock on ``path`` for this host: yields True once held, False when another process held
-    it for ``wait`` seconds (at once with the default 0). Released on exit, and by the OS when the
-    process dies."""
+def exclusive_file_lock(path: Path, wait: float | None = 0.0, shared: bool = False) -> Iterator[bool]:
+    """An OS lock on ``path`` for this host (``shared``: a shared one): yields True once held, False
+    when another process held it for ``wait`` seconds (at once with the default 0; None: wait as long
+    as it takes). Released on exit, and by the OS when the process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        deadline = time.monotonic() + wait
+    with open(path, "a") as handle:
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     yield False
                     return
                 time.sleep(0.2)
@@ -71,26 +71,16 @@ def run_lock(lock_dir: Path, model_name: str, exclusive: bool, wait: float | Non
     if str(path) in _EXCLUSIVE_RUN_LOCKS:
         yield True
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(handle, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.5)
+    with exclusive_file_lock(path, wait, shared=not exclusive) as held:
+        if not held:
+            yield False
+            return
         if exclusive:
             _EXCLUSIVE_RUN_LOCKS.add(str(path))
         try:
             yield True
         finally:
             _EXCLUSIVE_RUN_LOCKS.discard(str(path))
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from graft.data.preprocessing import PreprocessingSpec, normalise
-from graft.errors import GraftError, RegistryError, WeightsError
+from graft.errors import GraftError, RegistryError, WeightsError, exception_chain
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
 
@@ -114,14 +114,8 @@ def _unreachable(error: BaseException) -> bool:
     """MLflow wraps a refused connection or a timeout into a plain MlflowException; find it in the chain."""
     import requests
 
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    unreachable = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+    return any(isinstance(link, unreachable) for link in exception_chain(error))
 
 
 PIPELINE_RUN_TAG = "graft.pipeline_run"

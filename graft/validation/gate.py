@@ -88,13 +88,21 @@ class GateReport:
 
 
 def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateConfig, labelled_training: bool) -> list:
+    """The blocking suite: the manifest's files first, then its classes."""
+    return [*_file_expectations(class_names, thresholds), *_class_expectations(table, class_names, thresholds, labelled_training)]
+
+
+def labelled(expectation_class, check: str, **kwargs):
+    """A GE expectation carrying the name the reports print for it."""
+    return expectation_class(meta={"check": check}, **kwargs)
+
+
+def _file_expectations(class_names: list[str], thresholds: GateConfig) -> list:
+    """Schema, labels, splits, decoding, leakage across splits, blank images."""
     import great_expectations.expectations as gxe
 
-    def labelled(expectation_class, check: str, **kwargs):
-        return expectation_class(meta={"check": check}, **kwargs)
-
     expected_labels = thresholds.expected_labels or class_names
-    expectations = [
+    return [
         labelled(gxe.ExpectTableColumnsToMatchSet, "manifest schema", column_set=EXPECTED_COLUMNS, exact_match=True),
         labelled(gxe.ExpectTableRowCountToBeBetween, "at least one image", min_value=1),
         labelled(gxe.ExpectColumnUniqueValueCountToBeBetween, "at least two classes", column="label", min_value=2),
@@ -129,6 +137,13 @@ def _gate_expectations(table: pd.DataFrame, class_names: list[str], thresholds: 
             condition_parser="pandas",
         ),
     ]
+
+
+def _class_expectations(table: pd.DataFrame, class_names: list[str], thresholds: GateConfig, labelled_training: bool) -> list:
+    """Every expected label present, the class imbalance limit, and every class (enough of it) in each split."""
+    import great_expectations.expectations as gxe
+
+    expectations = []
     if thresholds.expected_labels:
         expectations.append(
             labelled(
@@ -270,6 +285,31 @@ def _quiet_great_expectations() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)  # GE pins some module loggers to INFO at import
 
 
+def _checkpoint(project: Path, suites: dict[str, list], data_docs: bool):
+    """A GE checkpoint in a file context under ``project``: one validation per suite over the whole table."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=project)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = context.data_sources.add_pandas(name="target").add_dataframe_asset(name="manifest")
+    whole = batch.add_batch_definition_whole_dataframe("whole")
+    definitions = []
+    for name, expectations in suites.items():
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definitions.append(context.validation_definitions.add(gx.ValidationDefinition(name=name, data=whole, suite=suite)))
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name="target_checkpoint",
+            validation_definitions=definitions,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if data_docs else [],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": ["path"]},
+        )
+    )
+
+
 def run_gate(
     table: pd.DataFrame,
     class_names: list[str],
@@ -287,33 +327,12 @@ def run_gate(
     if table.empty:
         empty = CheckOutcome("at least one image", None, False, False, 0, [], "no images")
         return GateReport(success=False, rows=0, checks=[empty])
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     project = Path(tempfile.mkdtemp(prefix="graft-gx-"))
     try:
-        context = gx.get_context(mode="file", project_root_dir=project)
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        batch = context.data_sources.add_pandas(name="target").add_dataframe_asset(name="manifest")
-        whole = batch.add_batch_definition_whole_dataframe("whole")
         suites = {"target_gate": _gate_expectations(table, class_names, thresholds, labelled_training)}
         if reference:
             suites["target_drift"] = _drift_expectations(reference, thresholds)
-        definitions = []
-        for name, expectations in suites.items():
-            suite = context.suites.add(gx.ExpectationSuite(name=name))
-            for expectation in expectations:
-                suite.add_expectation(expectation)
-            definitions.append(context.validation_definitions.add(gx.ValidationDefinition(name=name, data=whole, suite=suite)))
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name="target_checkpoint",
-                validation_definitions=definitions,
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if data_docs_dir else [],
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5, "unexpected_index_column_names": ["path"]},
-            )
-        )
-        result = checkpoint.run(batch_parameters={"dataframe": table})
+        result = _checkpoint(project, suites, data_docs=data_docs_dir is not None).run(batch_parameters={"dataframe": table})
         by_suite = {run.suite_name: run for run in result.run_results.values()}
         checks = [_describe_result(item, table) for item in by_suite["target_gate"].results]
         warnings = [_describe_result(item, table) for item in by_suite["target_drift"].results] if reference else []

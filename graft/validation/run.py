@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 
 from graft.data.dataset import TargetSplits
 from graft.data.ingest import Geometry
@@ -21,7 +20,6 @@ from graft.results import ValidationSummary
 from graft.stage_settings import TargetSettings
 from graft.validation.target_gate import gate_target
 from graft.validation.gate import GateReport
-from graft.validation.manifest import build_manifest_table
 
 VALIDATION_ARTIFACTS = "validation"
 PROFILE_ARTIFACT = f"{VALIDATION_ARTIFACTS}/target_profile.json"
@@ -68,12 +66,11 @@ def validate_target_data(
     data = settings.data
     decoded = decode_spec(spec, "target", Geometry.of(data), cache_dir, data.decode_workers)
     output_dir.mkdir(parents=True, exist_ok=True)
-    splits, report = gate_target(decoded, spec, settings, reference, output_dir / "data_docs")
+    splits, report, table = gate_target(decoded, spec, settings, reference, output_dir / "data_docs")
     _trim_data_docs(report.data_docs)
     summary = {**report.as_dict(), "target": spec, "fingerprint": decoded.fingerprint, "failures": report.summary_lines()}
     (output_dir / "gate_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (output_dir / "ge_result.json").write_text(json.dumps(report.ge_result, indent=2, default=str))
-    table: pd.DataFrame = build_manifest_table(decoded.records, splits)
     table.to_csv(output_dir / "manifest.csv", index=False)
     if report.success:
         (output_dir / "target_profile.json").write_text(json.dumps(report.profile, indent=2))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from graft.data.dataset import TargetSplits
 from graft.data.ingest import DecodedData
 from graft.data.sources import to_dataset
@@ -20,10 +22,10 @@ def gate_target(
     settings: TargetSettings,
     reference: dict | None = None,
     data_docs_dir: Path | None = None,
-) -> tuple[TargetSplits | None, GateReport]:
-    """Split the decodable images as configured and run the gate over every file.
+) -> tuple[TargetSplits | None, GateReport, pd.DataFrame]:
+    """Split the decodable images as configured and run the gate over the manifest table of every file.
 
-    The splits are ``None`` when not a single image decoded.
+    Returns the splits (``None`` when not a single image decoded), the gate's report and the table.
     """
     data = settings.data
     splits = None
@@ -34,7 +36,7 @@ def gate_target(
     table = build_manifest_table(decoded.records, splits)
     labelled_training = data.labels_per_class != 0
     report = run_gate(table, decoded.class_names, settings.gate, reference, data_docs_dir, labelled_training)
-    return splits, report
+    return splits, report, table
 
 
 def raise_if_failed(report: GateReport, origin: str) -> None:

@@ -33,7 +33,7 @@ def config(**gate):
 
 def gate(root: Path, cfg=None, reference=None, data_docs=None):
     decoded = decode_catalog(read_catalog(root, "t"), GEOMETRY, None)
-    _, report = gate_target(decoded, str(root), TargetSettings.of(cfg or config()), reference, data_docs)
+    _, report, _ = gate_target(decoded, str(root), TargetSettings.of(cfg or config()), reference, data_docs)
     return report
 
 
