@@ -12,7 +12,7 @@ from graft.benchmark import BenchmarkPlan, markdown_table, run_benchmark, strate
 from graft.data.builtin import BUILTIN_DATASETS
 from graft.suggest import margins, suggest
 from tests.image_cases import save_image
-from tests.unit.conftest import CLASS_NAMES, make_blobs
+from tests.synthetic import CLASS_NAMES, make_blobs
 
 SPLIT_COUNTS = {"train": 12, "val": 4, "test": 6}
 

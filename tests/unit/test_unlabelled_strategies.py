@@ -17,7 +17,7 @@ from graft.stage_settings import FinetuneSettings, PretrainSettings
 from graft.strategies import create_strategy, strategy_class
 from graft.strategies.source_free import cluster_labels, information_loss
 from graft.transfer import train_candidate
-from tests.unit.conftest import CLASS_NAMES, make_blobs
+from tests.synthetic import CLASS_NAMES, make_blobs
 
 
 def config_for(strategies: dict, labels_per_class: int | None = 1) -> FinetuneSettings:
