@@ -75,7 +75,8 @@ def ingest_and_epoch(folder: Path, cache: Path, change_one: bool) -> dict:
     started = time.perf_counter()
     decoded = decode_catalog(read_catalog(folder, "bench"), geometry, cache)
     cold = time.perf_counter() - started
-    report = {"images": len(decoded.images), "cold_seconds": cold, "rss_after_ingest": peak_rss_bytes()}
+    report = {"images": len(decoded.images), "cold_seconds": cold, "rss_after_ingest": peak_rss_bytes(),
+              "jpeg_bytes_per_image": sum(record.bytes for record in decoded.records) / max(1, len(decoded.records))}
     if change_one:
         victim = sorted((folder / "c0").iterdir())[0]
         victim.write_bytes(victim.read_bytes() + b"\0")  # other bytes, same picture
@@ -253,7 +254,9 @@ def report(args, rss: list[dict], speeds: list[dict], demo: dict, rate: float) -
     largest = max(rss, key=lambda row: row["images"])
     million = 1_000_000
     print("\n4. on paper: 1,000,000 images of 224x224 RGB on a 4-GPU node (from the figures above)")
-    print(f"   disk in shards: {million * per_image / gb:.0f} GB ({per_image:.0f} bytes per image)")
+    jpeg = sum(row["jpeg_bytes_per_image"] for row in rss) / len(rss)
+    print(f"   disk in shards: {million * per_image / gb:.0f} GB ({per_image:.0f} bytes per image; the JPEGs: {jpeg:.0f} bytes "
+          f"per image, {million * jpeg / gb:.0f} GB)")
     print(f"   peak RSS: {largest['peak_rss'] / gb:.2f} GB at {largest['images']} images (data past the mapped limit) + "
           f"{index_bytes:.0f} bytes of index and records per image -> {(largest['peak_rss'] + index_bytes * million) / gb:.2f} GB "
           f"per process that holds the index")
