@@ -56,7 +56,7 @@ def main() -> None:
             catalog = read_catalog(root, "bench")
             second = decode_catalog(catalog, geometry, cache, args.workers)
             warm.append(time.perf_counter() - start)
-            assert not first.from_cache and second.from_cache and torch_equal(first.images, second.images)
+            assert not first.from_cache and second.from_cache and torch_equal(first.images[:], second.images[:])
     workers = worker_count(args.workers)
     cold_rate = args.images / statistics.median(cold)
     warm_rate = args.images / statistics.median(warm)

@@ -240,6 +240,17 @@ class ShardImages:
         return torch.from_numpy(out)
 
     def _read(self, shard: int, offsets: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+        try:
+            self._read_open(shard, offsets, out, rows)
+        except FileNotFoundError:
+            from graft.errors import DataError
+
+            raise DataError(
+                f"{self._path(shard)}: a decoded shard this data refers to is gone (collected by graft gc, or found "
+                "damaged); run again with --no-cache so the data is decoded anew"
+            ) from None
+
+    def _read_open(self, shard: int, offsets: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
         if self.mapped:
             array = self._open.get(shard)
             if array is None:

@@ -203,3 +203,14 @@ def test_shards_in_an_artifact_store_are_read_through_a_local_copy(tmp_path, sma
     (tmp_path / "pod-cache" / victim.name).unlink(missing_ok=True)
     with pytest.raises(OSError, match="checksum mismatch"):
         ShardImages.from_state(remote.to_state())[:]
+
+
+def test_a_view_of_collected_shards_says_what_to_do(tmp_path, small_shards):
+    from graft.errors import DataError
+
+    image_folder(tmp_path / "data", {"a": 3, "b": 3})
+    images = decode(tmp_path / "data", tmp_path / "cache").images
+    for path in shard_files(tmp_path / "cache"):
+        path.unlink()
+    with pytest.raises(DataError, match="--no-cache"):
+        ShardImages.from_state(images.to_state())[:]
