@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import pytest
 
 from graft.errors import RegistryError
 from graft.registry import model_registry
 from graft.registry.publish import republished
-from graft.registry.tracking import ensure_experiment
+from tests.integration.registry_cases import register_decided, stand_in_store
 
 MODEL = "unit-idempotent"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A fresh SQLite registry and one run whose artifact folder stands in for a logged model."""
-    root = tmp_path_factory.mktemp("mlflow")
-    previous = mlflow.get_tracking_uri()
-    ensure_experiment(f"sqlite:///{root}/mlflow.db", "unit-idempotent", root / "artifacts")
-    mlflow.set_experiment("unit-idempotent")
-    with mlflow.start_run() as run:
-        mlflow.log_text("stand-in", "model/MLmodel")
-    yield f"runs:/{run.info.run_id}/model"
-    mlflow.set_tracking_uri(previous)
+    yield from stand_in_store(tmp_path_factory, "unit-idempotent")
 
 
 def register(source: str, pipeline_run: str, promote: bool, champion_before: str | None) -> str:
-    decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
-    tags = {
-        "graft.strategy": "parameter",
-        model_registry.PIPELINE_RUN_TAG: pipeline_run,
-        "graft.promotion_decision": json.dumps({**decision, "champion_before": champion_before}),
-    }
-    return model_registry.register(source, MODEL, tags)
+    return register_decided(source, MODEL, pipeline_run, promote, champion_before, **{"graft.strategy": "parameter"})
 
 
 def versions() -> list[str]:

@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import pytest
 
 from graft.registry import model_registry
 from graft.registry.orphans import reconcile_orphan
-from graft.registry.tracking import ensure_experiment
+from tests.integration.registry_cases import register_decided, stand_in_store
 
 MODEL = "unit-orphans"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    previous = mlflow.get_tracking_uri()
-    ensure_experiment(f"sqlite:///{root}/mlflow.db", "unit-orphans", root / "artifacts")
-    mlflow.set_experiment("unit-orphans")
-    with mlflow.start_run() as run:
-        mlflow.log_text("stand-in", "model/MLmodel")
-    yield f"runs:/{run.info.run_id}/model"
-    mlflow.set_tracking_uri(previous)
+    yield from stand_in_store(tmp_path_factory, "unit-orphans")
 
 
 def register(source: str, pipeline_run: str, promote: bool, champion_before: str | None) -> str:
-    """What publish writes in its one registry transaction, before it moves the alias."""
-    decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
-    tags = {
-        model_registry.PIPELINE_RUN_TAG: pipeline_run,
-        "graft.promotion": "promoted" if promote else "rejected",
-        "graft.promotion_decision": json.dumps({**decision, "champion_before": champion_before}),
-    }
-    return model_registry.register(source, MODEL, tags)
+    return register_decided(source, MODEL, pipeline_run, promote, champion_before, **{"graft.promotion": "promoted" if promote else "rejected"})
 
 
 def promotion_tag(version: str) -> str:
