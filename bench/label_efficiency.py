@@ -15,6 +15,7 @@ not change the exit status) and the wall time.
     python bench/label_efficiency.py                                  # 3 seeds, budgets 0,1,5,10, four pairs
     python bench/label_efficiency.py --seeds 1 --budgets 1 --pairs configs/transfer.yaml   # a dry run
     python bench/label_efficiency.py --set finetune.strategies.semi.threshold=0.8
+    python bench/label_efficiency.py --report a/results.csv,b/results.csv   # tables and targets of earlier runs
 """
 
 from __future__ import annotations
@@ -116,6 +117,35 @@ def gap_check(pair: str, rows: list[dict], budgets: list[str], methods: list[str
     return name, (None if not compared else not failures), (f"below at {', '.join(failures)} ({detail})" if failures else detail)
 
 
+def read_results(paths: list[str]) -> dict[str, list[dict]]:
+    """Rows of results.csv files, by pair, with the accuracies as numbers."""
+    import csv
+
+    rows_by_pair: dict[str, list[dict]] = {}
+    for path in paths:
+        with open(path.strip(), encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                row["test_accuracy"] = float(row["test_accuracy"])
+                rows_by_pair.setdefault(row["pair"], []).append(row)
+    return rows_by_pair
+
+
+def report(rows_by_pair: dict[str, list[dict]], strategies: list[str]) -> str:
+    """Print (and return) one table per pair and the targets."""
+    tables = []
+    for pair, rows in rows_by_pair.items():
+        seeds = ", ".join(sorted({str(row["seed"]) for row in rows}))
+        tables.append(markdown_table(rows, f"{pair}: mean test accuracy (min-max) over seeds {seeds}, by labels per class"))
+    print()
+    print("\n\n".join(tables))
+    print()
+    print("targets (mean test accuracy over seeds):")
+    for name, passed, detail in check_targets(rows_by_pair, strategies):
+        verdict = ("SKIP" if detail == "not run" else "INFO") if passed is None else ("PASS" if passed else "FAIL")
+        print(f"  {verdict}  {name}: {detail}")
+    return "\n\n".join(tables)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated pair configs (default: the builtin pair and configs/pair-*.yaml)")
@@ -129,7 +159,12 @@ def main() -> None:
                         help="config override for every pair (YAML value), e.g. finetune.epoch_scale=0.5; repeatable")
     parser.add_argument("--no-pixel-baselines", action="store_true", help="skip the scikit-learn pixel baselines")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default bench/out/label_efficiency/)")
+    parser.add_argument("--report", default=None, metavar="CSV[,CSV]", help="only print the tables and targets of results.csv files "
+                        "written earlier (e.g. pairs run as separate processes), together")
     args = parser.parse_args()
+    if args.report:
+        report(read_results(args.report.split(",")), [name.strip() for name in args.strategies.split(",") if name.strip()])
+        return
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     extra: dict[str, Any] = {}
@@ -153,18 +188,8 @@ def main() -> None:
         rows_by_pair[pair] = rows
         all_rows += rows
         write_csv(all_rows, args.out / "results.csv")  # after every pair: a long run leaves partial results
-    seeds = ", ".join(map(str, range(args.seeds)))
-    tables = [markdown_table(rows, f"{pair}: mean test accuracy (min-max) over seeds {seeds}, by labels per class")
-              for pair, rows in rows_by_pair.items()]
-    (args.out / "table.md").write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    (args.out / "table.md").write_text(report(rows_by_pair, strategies) + "\n", encoding="utf-8")
     wall = time.perf_counter() - started
-    print()
-    print("\n\n".join(tables))
-    print()
-    print("targets (mean test accuracy over seeds):")
-    for name, passed, detail in check_targets(rows_by_pair, strategies):
-        verdict = ("SKIP" if detail == "not run" else "INFO") if passed is None else ("PASS" if passed else "FAIL")
-        print(f"  {verdict}  {name}: {detail}")
     print()
     print(f"wrote {args.out / 'results.csv'}, {args.out / 'table.md'}")
     print(f"total wall time: {wall:.1f} s ({wall / 60:.1f} min)")
