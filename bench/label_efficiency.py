@@ -26,6 +26,7 @@ os.environ.setdefault("GRAFT_PROGRESS", "0")  # before graft imports tqdm: no pr
 
 import argparse
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -117,17 +118,39 @@ def gap_check(pair: str, rows: list[dict], budgets: list[str], methods: list[str
     return name, (None if not compared else not failures), (f"below at {', '.join(failures)} ({detail})" if failures else detail)
 
 
+LOG_PAIR = re.compile(r"^\[(?P<pair>.+?)\] source pretrained")
+LOG_ROW = re.compile(r"^  seed (?P<seed>\d+) +(?P<budget>\d+|all) labels/class (\( *\d+ images\) )?(?P<method>\S+) +test +(?P<acc>[\d.]+)%")
+
+
 def read_results(paths: list[str]) -> dict[str, list[dict]]:
-    """Rows of results.csv files, by pair, with the accuracies as numbers."""
+    """Rows of results.csv files, by pair, with the accuracies as numbers.
+
+    A path that does not end in .csv is read as the log a run printed (for a run stopped before it
+    wrote its results.csv): its per-run lines (not the source_only reference, which has none).
+    """
     import csv
 
     rows_by_pair: dict[str, list[dict]] = {}
-    for path in paths:
-        with open(path.strip(), encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                row["test_accuracy"] = float(row["test_accuracy"])
-                rows_by_pair.setdefault(row["pair"], []).append(row)
+    for path in (path.strip() for path in paths):
+        with open(path, encoding="utf-8") as handle:
+            if path.endswith(".csv"):
+                rows = [{**row, "test_accuracy": float(row["test_accuracy"])} for row in csv.DictReader(handle)]
+            else:
+                rows = rows_of_log(handle.read().splitlines())
+        for row in rows:
+            rows_by_pair.setdefault(row["pair"], []).append(row)
     return rows_by_pair
+
+
+def rows_of_log(lines: list[str]) -> list[dict]:
+    rows, pair = [], ""
+    for line in lines:
+        if match := LOG_PAIR.match(line):
+            pair = match["pair"]
+        elif match := LOG_ROW.match(line):
+            rows.append({"pair": pair, "seed": match["seed"], "labels_per_class": match["budget"], "method": match["method"],
+                         "test_accuracy": float(match["acc"]) / 100})
+    return rows
 
 
 def report(rows_by_pair: dict[str, list[dict]], strategies: list[str]) -> str:
