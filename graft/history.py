@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from graft.registry.light_client import RegistrySnapshot
 from graft.watch import FINGERPRINT_TAG
 
-TARGET_CHANGES_TAG = "graft.target_changes"  # written by graft.registry.publish
+TARGET_CHANGES_TAG = "graft.target_changes"  # written by graft.registry.register_and_promote
 HISTORY_TAGS = (FINGERPRINT_TAG, TARGET_CHANGES_TAG, "graft.test_metrics", "graft.promotion", "graft.strategy")
 
 

@@ -195,7 +195,7 @@ def scheduled_options(schedule: ScheduleConfig) -> dict:
 
 
 # Retried: the register step only talks to the tracking server and registry, and it is idempotent per
-# pipeline run (publish reuses this run's version). Training steps are not: a retry re-trains from the
+# pipeline run (register_and_promote reuses this run's version). Training steps are not: a retry re-trains from the
 # start, and their failures are rarely transient.
 RETRIED_STEPS = ("register",)
 

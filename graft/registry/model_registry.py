@@ -125,7 +125,7 @@ def version_of_pipeline_run(model_name: str, pipeline_run: str):
     """The version a pipeline run already registered, or None: what a retried register step reuses.
 
     MLflow writes a version and its tags in one transaction, so no version is ever left untagged
-    by a process that died while registering. At most one matches: ``publish`` looks first.
+    by a process that died while registering. At most one matches: ``register_and_promote`` looks first.
     """
     if not pipeline_run:
         return None

@@ -9,7 +9,7 @@ from graft.data.listing import ListingStore
 from graft.history import HISTORY_TAGS, history_rows
 from graft.paths import state_layout
 from graft.registry.light_client import read_registry
-from graft.registry.publish import Lineage, publish
+from graft.registry.register_and_promote import Lineage, register_and_promote
 from graft.reporting.html_report import write_run_report
 from graft.results import Evaluation, PretrainSummary, PromotionRecord, ValidationSummary
 from graft.transfer import CandidateSet
@@ -37,7 +37,7 @@ def register(
         source_weights={**pretrain_metrics.lineage, "graft.source_model": pretrain_metrics.source_model_uri},
     )
     layout = state_layout()
-    record = publish(candidates, evaluation, target_splits, config, lineage, layout.locks, ListingStore(layout.data_cache / "listings"))
+    record = register_and_promote(candidates, evaluation, target_splits, config, lineage, layout.locks, ListingStore(layout.data_cache / "listings"))
     mlflow.set_tags({"graft.promoted": str(record.promoted).lower(), "graft.registered_version": record.registered_version})
     mlflow.log_dict(record.model_dump(mode="json", exclude={"report_path"}), "promotion.json")
     run_name = get_step_context().pipeline_run.name

@@ -1,4 +1,4 @@
-"""A SQLite MLflow store with one stand-in model, and versions tagged as publish tags them."""
+"""A SQLite MLflow store with one stand-in model, and versions tagged as register_and_promote tags them."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def stand_in_store(tmp_path_factory, experiment: str) -> Iterator[str]:
 
 
 def register_decided(source: str, model: str, pipeline_run: str, promote: bool, champion_before: str | None, **tags: str) -> str:
-    """What publish writes in its one registry transaction, before it moves the alias."""
+    """What register_and_promote writes in its one registry transaction, before it moves the alias."""
     decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
     tags = {
         **tags,

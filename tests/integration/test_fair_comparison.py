@@ -1,4 +1,4 @@
-"""graft.registry.comparison and publish.decide_on_comparison_set: images the champion or the
+"""graft.registry.comparison and register_and_promote.decide_on_comparison_set: images the champion or the
 challenger trained or selected on never judge them; too few images left refuse the decision."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import torch
 from graft.config import GraftConfig
 from graft.data.dataset import ImageDataset
 from graft.data.splits import split_target
-from graft.registry import model_registry, publish
+from graft.registry import model_registry
+from graft.registry import register_and_promote
 from graft.registry.comparison import (
     CONTENT_HASHES_TAG,
     ContentHashes,
@@ -86,13 +87,13 @@ def test_champion_is_rescored_without_its_training_images(registry, splits, sour
 
     def champion_score(model_name, champion, splits_, images, labels, metric):
         judged.append(images)
-        return publish.Scored(0.0, torch.zeros(images.shape[0], dtype=torch.bool))  # a champion that is always wrong
+        return register_and_promote.Scored(0.0, torch.zeros(images.shape[0], dtype=torch.bool))  # a champion that is always wrong
 
     # The stand-in challenger and baseline: the baseline always scores 0, the challenger 1.
     def score_on(model, preprocessing, images, labels, num_classes, metric):
         value = 1.0 if model is marker["adaptive"] else 0.0
         judged.append(images)
-        return publish.Scored(value, torch.full((images.shape[0],), bool(value)))
+        return register_and_promote.Scored(value, torch.full((images.shape[0],), bool(value)))
 
     pool = candidates(source_bundle)
     marker = {}
@@ -100,13 +101,13 @@ def test_champion_is_rescored_without_its_training_images(registry, splits, sour
         model = candidate.bundle.build_model()
         marker[candidate.strategy] = model
         monkeypatch.setattr(candidate, "bundle", type("B", (), {"build_model": lambda self, m=model: m, "preprocessing": None})())
-    monkeypatch.setattr(publish, "champion_score", champion_score)
-    monkeypatch.setattr(publish, "score_on", score_on)
+    monkeypatch.setattr(register_and_promote, "champion_score", champion_score)
+    monkeypatch.setattr(register_and_promote, "score_on", score_on)
     config = GraftConfig.model_validate(
         {"registry": {"model_name": name}, "promotion": {"min_test_images": min_test_images},
          "finetune": {"strategies": {"scratch": {}, "adaptive": {}}}}
     )
-    decision = publish.decide_on_comparison_set(pool, pool.by_strategy("adaptive"), splits, config, version, ContentHashes.of(splits))
+    decision = register_and_promote.decide_on_comparison_set(pool, pool.by_strategy("adaptive"), splits, config, version, ContentHashes.of(splits))
     left = len(test_keys) - len(test_keys) // 2
     assert (decision.compared_images, decision.excluded_images) == (left, len(test_keys) // 2)
     assert all(images.shape[0] == left for images in judged) and len(judged) == 3

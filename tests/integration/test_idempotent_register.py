@@ -7,7 +7,7 @@ import pytest
 
 from graft.errors import RegistryError
 from graft.registry import model_registry
-from graft.registry.publish import republished
+from graft.registry.register_and_promote import republished
 from tests.integration.registry_cases import register_decided, stand_in_store
 
 MODEL = "unit-idempotent"

@@ -136,7 +136,7 @@ def _promote_if_better(tracking_uri: str, lock_dir: str, name: str, version: str
 
 
 def _promotion_protocol(tracking_uri: str, lock_dir, name: str, version: str, start) -> None:
-    """The promotion protocol of ``publish``: lock, re-read and score the champion, decide, move."""
+    """The promotion protocol of ``register_and_promote``: lock, re-read and score the champion, decide, move."""
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     score = float(client.get_model_version(name, version).tags["score"])

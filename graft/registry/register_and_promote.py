@@ -83,7 +83,7 @@ def champion_hashes(model_name: str, version: str | None) -> ContentHashes | Non
     return read_content_hashes(model_registry.version_tags(model_name, version).get(CONTENT_HASHES_TAG))
 
 
-def publish(
+def register_and_promote(
     candidates: CandidateSet,
     evaluation: Evaluation,
     splits: TargetSplits,
