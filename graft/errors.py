@@ -88,5 +88,5 @@ def device_fault_in_chain(error: BaseException | None) -> str | None:
 def device_fault_error(fault: str, where: str, state_root: object, detail: str) -> StateError:
     """The one line for a full or read-only state device, naming where it happened (a step, the registry)."""
     what = "no space left on the device" if fault == "full" else "the device is read-only"
-    detail = " ".join(detail.split())[:200]
+    detail = " ".join(detail.split("[SQL:")[0].split())[:200]  # the failing SQL statement tells a person nothing
     return StateError(f"{where}: {what} of GRAFT_HOME {state_root} ({detail}); free some space or point GRAFT_HOME elsewhere, then run again")

@@ -311,7 +311,12 @@ class _ExpectedFailureFilter(logging.Filter):
 
 
 def quiet_expected_failures() -> None:
-    for name in ("zenml.orchestrators.local.local_orchestrator", "zenml.orchestrators.step_launcher", "zenml.orchestrators.step_runner"):
+    for name in (
+        "zenml.orchestrators.local.local_orchestrator",
+        "zenml.orchestrators.step_launcher",
+        "zenml.orchestrators.step_runner",
+        "zenml.log_stores.artifact.artifact_log_exporter",  # a full device also fails the step-log export
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(existing, _ExpectedFailureFilter) for existing in logger.filters):
             logger.addFilter(_ExpectedFailureFilter())
