@@ -87,6 +87,43 @@ def cli_watch(config: Path, env: dict) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
+def time_checks(target: str, config: Path, env: dict, repeats: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Seconds of no-change checks: in process, the fingerprint reading every file, the CLI's wall
+    time and what the CLI printed; fails if any check trains or registers."""
+    import mlflow
+
+    from graft.data.sources import data_fingerprint
+    from graft.paths import configure_environment, resolve_tracking_uri
+    from graft.registry.model_registry import list_versions
+    from graft.watch import check_target
+
+    uri = resolve_tracking_uri(configure_environment())
+    mlflow.set_tracking_uri(uri)
+    versions_before = len(list_versions(MODEL))
+    check_target(target, MODEL, tracking_uri=uri)  # warm-up: imports, first registry query
+    in_process = []
+    for _ in range(repeats):
+        check = check_target(target, MODEL, tracking_uri=uri)
+        if check.needs_training:  # unchanged, or already trained and not promoted: either way nothing runs
+            sys.exit(f"FAIL: a no-change check wants to train: {check.line()}")
+        in_process.append(check.seconds)
+    without_memo = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        data_fingerprint(target, "target")  # every file read and hashed, no memo
+        without_memo.append(time.perf_counter() - started)
+    walls, printed = [], []
+    for _ in range(repeats):
+        seconds, output = cli_watch(config, env)
+        if "nothing to train" not in output or "registered" in output:
+            sys.exit(f"FAIL: a no-change check did something else:\n{output}")
+        walls.append(seconds)
+        printed.append(float(re.search(r"\[check ([0-9.]+) s\]", output).group(1)))
+    if len(list_versions(MODEL)) != versions_before:
+        sys.exit("FAIL: a no-change check registered a version")
+    return in_process, without_memo, walls, printed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -114,40 +151,7 @@ def main() -> None:
             sys.exit(f"the first watch did not register a champion:\n{output}")
         print(f"first watch (no champion): trained and registered in {seconds:.1f} s")
 
-        import mlflow
-
-        from graft.paths import configure_environment, resolve_tracking_uri
-        from graft.registry.model_registry import list_versions
-        from graft.watch import check_target
-
-        uri = resolve_tracking_uri(configure_environment())
-        mlflow.set_tracking_uri(uri)
-        versions_before = len(list_versions(MODEL))
-        check_target(target, MODEL, tracking_uri=uri)  # warm-up: imports, first registry query
-        in_process = []
-        for _ in range(args.repeats):
-            check = check_target(target, MODEL, tracking_uri=uri)
-            if check.needs_training:  # unchanged, or already trained and not promoted: either way nothing runs
-                sys.exit(f"FAIL: a no-change check wants to train: {check.line()}")
-            in_process.append(check.seconds)
-
-        from graft.data.sources import data_fingerprint
-
-        without_memo = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            data_fingerprint(target, "target")  # every file read and hashed, as before the memo
-            without_memo.append(time.perf_counter() - started)
-
-        walls, printed = [], []
-        for _ in range(args.repeats):
-            seconds, output = cli_watch(config, env)
-            if "nothing to train" not in output or "registered" in output:
-                sys.exit(f"FAIL: a no-change check did something else:\n{output}")
-            walls.append(seconds)
-            printed.append(float(re.search(r"\[check ([0-9.]+) s\]", output).group(1)))
-        if len(list_versions(MODEL)) != versions_before:
-            sys.exit("FAIL: a no-change check registered a version")
+        in_process, without_memo, walls, printed = time_checks(target, config, env, args.repeats)
 
     check = statistics.median(in_process)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
