@@ -346,7 +346,7 @@ def validate(
     mlflow.set_tracking_uri(resolve_tracking_uri(layout, cfg.tracking.tracking_uri))
     reference = previous_accepted_profile(cfg.tracking.experiment_name, cfg.registry.model_name)
     folder = output or layout.reports / f"validate-{datetime.now():%Y%m%d-%H%M%S}"
-    outcome = validate_target_data(cfg.data.target, TargetSettings.of(cfg), folder, layout.data_cache / "decoded", reference)
+    outcome = validate_target_data(cfg.data.target, TargetSettings.of(cfg), folder, layout.data_cache / "decoded", reference, layout.digest_memo)
     report = outcome.report
     typer.echo(f"{cfg.data.target}: {report.rows} files, fingerprint {outcome.fingerprint[:16]}"
                f"{' (decoded from cache)' if outcome.from_cache else ''}")

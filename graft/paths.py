@@ -45,6 +45,11 @@ class StateLayout:
         return self.root / "cache"
 
     @property
+    def digest_memo(self) -> Path:
+        """The sha256 of data files by their stat, so a file fingerprinted once is not read again."""
+        return self.data_cache / "digests"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -169,12 +169,12 @@ def check_target(
     """Fingerprint ``target``, compare it with the registry and apply the watch ``policy``; trains nothing."""
     from graft.paths import state_layout
 
-    cache = state_layout().data_cache
-    listings = listings or ListingStore(cache / "listings")
+    layout = state_layout()
+    listings = listings or ListingStore(layout.data_cache / "listings")
     if read is None:
 
         def read(spec: str) -> DataVersion:
-            return read_data_version(spec, "target", cache / "digests", listings)  # unchanged files are not read again
+            return read_data_version(spec, "target", layout.digest_memo, listings)  # unchanged files are not read again
 
     if registry is None:
 

@@ -84,7 +84,7 @@ def data_fingerprints(config: GraftConfig, layout) -> dict[str, str]:
     from graft.data.listing import ListingStore
     from graft.data.sources import data_fingerprint
 
-    memo = layout.data_cache / "digests"
+    memo = layout.digest_memo
     listings = ListingStore(layout.data_cache / "listings")  # what each data version holds, file by file (watch, history)
     return {
         "source_fingerprint": data_fingerprint(config.data.source, "source", memo),

@@ -25,7 +25,7 @@ from graft.data.catalog import Catalog, CatalogEntry
 from graft.data.dataset import SPLIT_CODES, pixel_key
 from graft.data.decode_cache import CachedIndex, DecodeCache, Reusable
 from graft.data.decoding import UndecodableImage, read_image
-from graft.data.listing import CHUNK_FILES, catalog_fingerprint, file_digest, worker_count  # noqa: F401 (re-exported)
+from graft.data.listing import CHUNK_FILES, catalog_fingerprint, file_digest, remembered_fingerprint, worker_count  # noqa: F401 (re-exported)
 from graft.data.preprocessing import frame_images, match_channels, resize_centre_square
 from graft.data.shards import ShardImages, ShardInfo, ShardWriter
 
@@ -167,14 +167,17 @@ def _decode_entry(entry: CatalogEntry, size_and_sha: tuple[int, str], geometry: 
     return record, framed
 
 
-def decode_catalog(catalog: Catalog, geometry: Geometry, cache_dir: Path | None, workers: int | None = None) -> DecodedData:
+def decode_catalog(
+    catalog: Catalog, geometry: Geometry, cache_dir: Path | None, workers: int | None = None, memo_dir: Path | None = None
+) -> DecodedData:
     """Decoded images and per-file records; with ``cache_dir``, written to (or read from) shards there.
 
     Only files whose bytes no sound shard of this geometry holds yet are decoded: nothing for data
     decoded before, the new and changed files of a new version, the files of a shard found damaged.
+    With ``memo_dir`` the files fingerprinted before the run (``graft.data.digest_memo``) are not hashed again.
     """
     workers = worker_count(workers)
-    fingerprint, digests = catalog_fingerprint(catalog, workers)
+    fingerprint, digests, _ = remembered_fingerprint(catalog, memo_dir, workers)
     pairs = list(zip(catalog.entries, digests))
     if cache_dir is None:
         return assemble(fingerprint, catalog.class_names, geometry, _unchunk(_decode_pairs(pairs, geometry, workers)))

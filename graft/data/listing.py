@@ -59,6 +59,22 @@ def catalog_fingerprint(
     return fingerprint_of(listing_of(catalog, digests)), digests
 
 
+def remembered_fingerprint(
+    catalog: Catalog, memo_dir: Path | None, workers: int | None = None
+) -> tuple[str, list[tuple[int, str]], int | None]:
+    """``catalog_fingerprint``; with ``memo_dir``, files whose stat is unchanged since the memo last saw
+    them are not read again (``graft.data.digest_memo``), and the newest change the memo saw comes
+    third (None without a memo). The fingerprint is the same either way."""
+    if memo_dir is None:
+        return (*catalog_fingerprint(catalog, workers), None)
+    from graft.data.digest_memo import DigestMemo
+
+    memo = DigestMemo(memo_dir, catalog.root)
+    fingerprint, digests = catalog_fingerprint(catalog, workers, digest=memo.digest)
+    memo.save()
+    return fingerprint, digests, memo.newest_change_ns
+
+
 @dataclass(frozen=True)
 class FileState:
     label: str
@@ -203,16 +219,9 @@ def read_data_version(spec: str, role: str, memo_dir: Path | None = None, store:
 
         return DataVersion(data_fingerprint(spec, role), None)
     catalog = read_catalog(check_path_spec(spec, role), f"--{role} {spec}")
-    if memo_dir is None:
-        fingerprint, digests = catalog_fingerprint(catalog)
+    fingerprint, digests, newest = remembered_fingerprint(catalog, memo_dir)
+    if newest is None:
         newest = _newest_change_ns(entry.path for entry in catalog.entries)
-    else:
-        from graft.data.digest_memo import DigestMemo
-
-        memo = DigestMemo(memo_dir, catalog.root)
-        fingerprint, digests = catalog_fingerprint(catalog, digest=memo.digest)
-        memo.save()
-        newest = memo.newest_change_ns
     folders = {catalog.root, *(entry.path.parent for entry in catalog.entries)}
     newest = max(newest, _newest_change_ns(folders))  # a deleted or renamed file changes its folder
     listing = listing_of(catalog, digests)

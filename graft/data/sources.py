@@ -99,11 +99,14 @@ def _frame_builtin(spec: str, images: torch.Tensor, labels: torch.Tensor, class_
     return assemble(fingerprint, class_names, geometry, results())
 
 
-def decode_spec(spec: str, role: str, geometry: Geometry, cache_dir: Path | None = None, workers: int | None = None) -> DecodedData:
-    """Every image of a spec, decoded and framed, with a record per file (failures included)."""
+def decode_spec(
+    spec: str, role: str, geometry: Geometry, cache_dir: Path | None = None, workers: int | None = None, memo_dir: Path | None = None
+) -> DecodedData:
+    """Every image of a spec, decoded and framed, with a record per file (failures included); ``memo_dir``
+    as in ``decode_catalog``."""
     if spec and spec.startswith(BUILTIN_PREFIX):
         return _decode_builtin(spec, role, geometry, cache_dir)
-    return decode_catalog(read_spec_catalog(spec, role), geometry, cache_dir, workers)
+    return decode_catalog(read_spec_catalog(spec, role), geometry, cache_dir, workers, memo_dir)
 
 
 def to_dataset(decoded: DecodedData, origin: str) -> ImageDataset:
@@ -133,12 +136,13 @@ def load_dataset(
     cache_dir: Path | None = None,
     workers: int | None = None,
     geometry: str = "digits",
+    memo_dir: Path | None = None,
 ) -> ImageDataset:
     """Load, decode and frame a dataset whose every file must decode (the source).
 
     The target goes through ``decode_spec`` instead, so the gate can report bad files itself.
     """
-    decoded = decode_spec(spec, role, Geometry(frame_size, content_box, channels, geometry), cache_dir, workers)
+    decoded = decode_spec(spec, role, Geometry(frame_size, content_box, channels, geometry), cache_dir, workers, memo_dir)
     failed = decoded.failed
     if failed:
         examples = "; ".join(f"{record.path}: {record.error}" for record in failed[:3])

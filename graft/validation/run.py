@@ -60,11 +60,13 @@ class ValidationOutcome:
 
 
 def validate_target_data(
-    spec: str, settings: TargetSettings, output_dir: Path, cache_dir: Path | None, reference: dict | None = None
+    spec: str, settings: TargetSettings, output_dir: Path, cache_dir: Path | None, reference: dict | None = None,
+    memo_dir: Path | None = None,
 ) -> ValidationOutcome:
-    """Decode ``spec`` (through the cache), gate it and write the gate's outputs to ``output_dir``."""
+    """Decode ``spec`` (through the cache), gate it and write the gate's outputs to ``output_dir``;
+    ``memo_dir``: the digest memo the run fingerprinted the files with, so they are not hashed again."""
     data = settings.data
-    decoded = decode_spec(spec, "target", Geometry.of(data), cache_dir, data.decode_workers)
+    decoded = decode_spec(spec, "target", Geometry.of(data), cache_dir, data.decode_workers, memo_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     splits, report, table = gate_target(decoded, spec, settings, reference, output_dir / "data_docs")
     _trim_data_docs(report.data_docs)

@@ -28,8 +28,9 @@ def ingest_source(source_fingerprint: str, data: SourceData) -> tuple[
         empty = no_source_dataset(data)
         return empty, DataManifest.of(empty)
     workers = get_step_context().step_run.config.extra.get(DECODE_WORKERS)
+    layout = state_layout()
     dataset = load_dataset(
-        data.source, "source", data.frame_size, data.content_box, data.channels, state_layout().data_cache / "decoded",
-        workers, data.geometry,
+        data.source, "source", data.frame_size, data.content_box, data.channels, layout.data_cache / "decoded",
+        workers, data.geometry, layout.digest_memo,
     )
     return dataset, DataManifest.of(dataset)

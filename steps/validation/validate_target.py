@@ -35,7 +35,9 @@ def validate_target(
         tracking.experiment_name, registry.model_name, active.info.run_id if active else None
     )
     layout = state_layout()
-    outcome = validate_target_data(target, settings, layout.reports / run_name / "validation", layout.data_cache / "decoded", reference)
+    outcome = validate_target_data(
+        target, settings, layout.reports / run_name / "validation", layout.data_cache / "decoded", reference, layout.digest_memo
+    )
     log_outcome_to_mlflow(outcome, registry.model_name)
     save_artifact(outcome.report.ge_result, name="target_gate_result")
     page = outcome.data_docs_page()
