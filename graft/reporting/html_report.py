@@ -188,14 +188,11 @@ def write_run_report(
     config: GraftConfig,
     source_fingerprint: str,
     target_fingerprint: str,
-    pretrain: PretrainSummary,
-    validation: ValidationSummary,
-    evaluation: Evaluation,
-    histories: dict[str, list[dict]],
-    promotion: PromotionRecord,
-    history: list | None = None,
+    **results,
 ) -> str:
-    """Render the run's report, write it to ``path`` and return the HTML (for MLflow)."""
+    """Render the run's report, write it to ``path`` and return the HTML (for MLflow).
+
+    ``results`` are ``render_report``'s pretrain, validation, evaluation, histories, promotion and history."""
     report = render_report(
         title=f"graft run {run_name}",
         data={
@@ -207,12 +204,7 @@ def write_run_report(
             "seed": config.seed,
             "architecture": config.model.architecture,
         },
-        pretrain=pretrain,
-        validation=validation,
-        evaluation=evaluation,
-        histories=histories,
-        promotion=promotion,
-        history=history,
+        **results,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report, encoding="utf-8")
