@@ -3,7 +3,7 @@ hand-written torchvision loop, same model, data, batch size and optimiser.
 
 The model is torchvision's ResNet-50 (``--architecture``) in graft's Classifier shape, with a new
 10-class head, at 224x224 RGB; every parameter trains (parameter transfer). The data are
-``--images`` random uint8 images resident on the device, stored at the crop size so that
+``--images`` random uint8 images in host memory (pinned on CUDA), each batch moved to the device, stored at the crop size so that
 neither loop crops; augmentation is off in both. The hand loop: shuffle, slice, scale and
 normalise per channel, forward, loss, backward, AdamW step. graft's ``fit`` also keeps the best
 weights and validates once per epoch on ``--val-images`` images; its training-only rate (its
@@ -17,7 +17,12 @@ time the process spent per image (``time.process_time``; graft's figure includes
 validation and best-weight copy, so it is a conservative ratio). With ``--threads 1`` no thread
 waits on another and that CPU-time ratio is the loop's own overhead, independent of the load.
 
-    python bench/finetune_backbone.py [--architecture resnet50] [--repeats 3] [--images 48] [--batch-size 16] [--threads N]
+On CUDA (``--device cuda``) both loops run in bf16 autocast with channels-last model and batches
+(graft's compute defaults), and the script also prints graft's achieved FLOP/s (3 x the forward
+FLOPs per image) as a fraction of the GPU's bf16 dense peak (``--peak-tflops`` for unknown GPUs).
+
+    python bench/finetune_backbone.py [--architecture resnet50] [--repeats 3] [--images 48] [--batch-size 16]
+                                      [--threads N] [--device cpu|cuda] [--peak-tflops T]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
 
 def build(architecture: str, size: int, device, seed: int = 0):
@@ -44,26 +50,47 @@ def build(architecture: str, size: int, device, seed: int = 0):
     return build_classifier(ArchitectureSpec(architecture=architecture, num_classes=10, in_channels=3, frame_size=size)).to(device)
 
 
-def hand_loop(model, images, labels, batch_size, device) -> float:
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hand_loop(model, images, labels, batch_size, device) -> tuple[float, float]:
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(0)
     count, seen = images.shape[0], 0
     model.train()
+    synchronize(device)
     started, cpu_started = time.perf_counter(), time.process_time()
-    order = torch.randperm(count, generator=generator).to(device)
+    order = torch.randperm(count, generator=generator)
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
-        inputs = (images[index].float().div_(255.0) - mean) / std
-        loss = F.cross_entropy(model(inputs), labels[index])
+        batch = images[index].to(device, non_blocking=True)
+        inputs = (batch.float().div_(255.0) - mean) / std
+        if cuda:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), labels[index].to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += index.numel()
+    synchronize(device)
     return seen / (time.perf_counter() - started), seen / (time.process_time() - cpu_started)
 
 
@@ -85,7 +112,7 @@ def graft_loop(model, images, labels, val_images, val_labels, batch_size, size) 
     return result.images_seen / result.train_seconds, result.images_seen / result.seconds, cpu_rate
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--architecture", default="resnet50")
     parser.add_argument("--size", type=int, default=224)
@@ -94,45 +121,75 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's bf16 dense peak (known GPUs: looked up)")
+    return parser.parse_args()
+
+
+def one_repeat(repeat: int, models, data, args, device) -> dict[str, float]:
+    images, labels, val_images, val_labels = data
+    rates: dict[str, float] = {}
+    for which in (("hand", "graft") if repeat % 2 == 0 else ("graft", "hand")):
+        if which == "hand":
+            rates["hand"], rates["hand_cpu"] = hand_loop(models[0], images, labels, args.batch_size, device)
+        else:
+            rates["graft"], rates["graft_e2e"], rates["graft_cpu"] = graft_loop(
+                models[1], images, labels, val_images, val_labels, args.batch_size, args.size)
+    return rates
+
+
+def peak_line(model, rate: float, args, device) -> str:
+    """graft's achieved training FLOP/s against the GPU's bf16 dense peak."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, args.size, args.size, device=device))
+    achieved = 3.0 * counter.get_total_flops() * rate
+    name = torch.cuda.get_device_name(device)
+    peak = args.peak_tflops or next((value for key, value in PEAK_BF16_TFLOPS.items() if key in name), None)
+    share = f" = {100 * achieved / (peak * 1e12):.2f}% of the {peak:.0f} TFLOP/s bf16 dense peak" if peak else ""
+    return f"{name}: graft trains {rate:.1f} img/s, {achieved / 1e12:.2f} TFLOP/s{share}"
+
+
+def main() -> None:
+    args = parse_args()
     os.environ.setdefault("GRAFT_PROGRESS", "0")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     generator = torch.Generator().manual_seed(1)
-    shape = (args.images, 3, args.size, args.size)
-    images = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    images = torch.randint(0, 256, (args.images, 3, args.size, args.size), generator=generator, dtype=torch.uint8)
     labels = torch.randint(0, 10, (args.images,), generator=generator)
-    val_images, val_labels = images[: args.val_images].clone(), labels[: args.val_images].clone()
+    if device.type == "cuda":
+        images, labels = images.pin_memory(), labels.pin_memory()
+    data = (images, labels, images[: args.val_images].clone(), labels[: args.val_images].clone())
     print(f"{args.architecture} {args.size}x{args.size}, batch {args.batch_size}, {args.images} images per loop, "
-          f"{args.repeats} repeats; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} repeats, {device}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    model_hand, model_graft = build(args.architecture, args.size, device), build(args.architecture, args.size, device)
-    hand_loop(model_hand, images[: args.batch_size], labels[: args.batch_size], args.batch_size, device)  # warm-up
-    graft_loop(model_graft, images[: args.batch_size], labels[: args.batch_size], val_images[:2], val_labels[:2], args.batch_size, args.size)
-    ratios, ratios_end_to_end, ratios_cpu = [], [], []
+    models = (build(args.architecture, args.size, device), build(args.architecture, args.size, device))
+    hand_loop(models[0], images[: args.batch_size], labels[: args.batch_size], args.batch_size, device)  # warm-up
+    graft_loop(models[1], images[: args.batch_size], labels[: args.batch_size], data[2][:2], data[3][:2], args.batch_size, args.size)
+    ratios: dict[str, list[float]] = {"training": [], "end to end": [], "cpu": []}
+    graft_rates = []
     for repeat in range(args.repeats):
-        order = ("hand", "graft") if repeat % 2 == 0 else ("graft", "hand")
-        rates = {}
-        for which in order:
-            if which == "hand":
-                rates["hand"], rates["hand_cpu"] = hand_loop(model_hand, images, labels, args.batch_size, device)
-            else:
-                rates["graft"], rates["graft_e2e"], rates["graft_cpu"] = graft_loop(
-                    model_graft, images, labels, val_images, val_labels, args.batch_size, args.size)
-        ratios.append(rates["graft"] / rates["hand"])
-        ratios_end_to_end.append(rates["graft_e2e"] / rates["hand"])
-        ratios_cpu.append(rates["graft_cpu"] / rates["hand_cpu"])
+        rates = one_repeat(repeat, models, data, args, device)
+        ratios["training"].append(rates["graft"] / rates["hand"])
+        ratios["end to end"].append(rates["graft_e2e"] / rates["hand"])
+        ratios["cpu"].append(rates["graft_cpu"] / rates["hand_cpu"])
+        graft_rates.append(rates["graft"])
         print(f"repeat {repeat + 1}: hand {rates['hand']:.2f} img/s, graft {rates['graft']:.2f} img/s training "
-              f"({rates['graft_e2e']:.2f} end to end), ratio {ratios[-1]:.3f}; per CPU second: hand "
-              f"{rates['hand_cpu']:.2f}, graft {rates['graft_cpu']:.2f} img, ratio {ratios_cpu[-1]:.3f}", flush=True)
-    print(f"median ratio graft/hand, training: {statistics.median(ratios):.3f} "
-          f"(end to end, with validation and best-weight keeping: {statistics.median(ratios_end_to_end):.3f}); "
-          f"images per CPU second, end to end: {statistics.median(ratios_cpu):.3f}; "
+              f"({rates['graft_e2e']:.2f} end to end), ratio {ratios['training'][-1]:.3f}; per CPU second: hand "
+              f"{rates['hand_cpu']:.2f}, graft {rates['graft_cpu']:.2f} img, ratio {ratios['cpu'][-1]:.3f}", flush=True)
+    median = {name: statistics.median(values) for name, values in ratios.items()}
+    print(f"median ratio graft/hand, training: {median['training']:.3f} (end to end, with validation and "
+          f"best-weight keeping: {median['end to end']:.3f}); images per CPU second, end to end: {median['cpu']:.3f}; "
           f"load average now {os.getloadavg()[0]:.1f}")
+    if device.type == "cuda":
+        print(peak_line(models[1], statistics.median(graft_rates), args, device))
 
 
 if __name__ == "__main__":
