@@ -120,7 +120,7 @@ class Registry:
         return {str(v.version): dict(v.tags) for v in self.client.search_model_versions(f"name='{MODEL}'")}
 
     def champion(self) -> str | None:
-        from graft.registry.model_registry import champion_version
+        from graft.registry.aliases import champion_version
 
         return champion_version(MODEL)
 
@@ -152,7 +152,7 @@ def external_accuracy(external: Path, champion: str | None) -> float | None:
         return None
     from graft.data.ingest import Geometry
     from graft.data.sources import decode_spec
-    from graft.registry.model_registry import load_registered
+    from graft.registry.loading import load_registered
     from graft.training.loop import predict_logits
 
     loaded = load_registered(f"models:/{MODEL}@champion")

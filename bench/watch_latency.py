@@ -94,7 +94,7 @@ def time_checks(target: str, config: Path, env: dict, repeats: int) -> tuple[lis
 
     from graft.data.sources import data_fingerprint
     from graft.paths import configure_environment, resolve_tracking_uri
-    from graft.registry.model_registry import list_versions
+    from graft.registry.versions import list_versions
     from graft.watch import check_target
 
     uri = resolve_tracking_uri(configure_environment())

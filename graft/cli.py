@@ -187,7 +187,8 @@ def predict(
     """
     from graft.data.decoding import collect_image_files
     from graft.prediction import check_output, predict_files, write_csv
-    from graft.registry.model_registry import aliases, load_registered
+    from graft.registry.aliases import aliases
+    from graft.registry.loading import load_registered
 
     if output:
         check_output(output)
@@ -229,7 +230,8 @@ def suggest_labels(
     """
     from graft.data.decoding import collect_image_files
     from graft.prediction import check_output, file_logits
-    from graft.registry.model_registry import aliases, load_registered
+    from graft.registry.aliases import aliases
+    from graft.registry.loading import load_registered
     from graft.suggest import pool_of_target, requests_for, write_requests
     from graft.training.loop import predict_logits
 
@@ -307,7 +309,8 @@ def export(
     The input is the normalised float image (batch, channels, size, size); the spec says how to make it.
     """
     from graft.export import FORMATS, export_bundle
-    from graft.registry.model_registry import aliases, load_registered_bundle
+    from graft.registry.aliases import aliases
+    from graft.registry.loading import load_registered_bundle
 
     if format not in FORMATS:
         raise GraftError(f"--format {format}: choose one of {', '.join(FORMATS)}")
@@ -384,7 +387,7 @@ def models(
     config: ConfigOption = None,
 ) -> None:
     """List registered versions with their strategy, test metrics, aliases and promotion outcome."""
-    from graft.registry.model_registry import list_versions
+    from graft.registry.versions import list_versions
     from graft.reporting.summary import format_table
 
     name = _connect_registry(config, model_name)
@@ -470,9 +473,9 @@ def rollback(
     The rollback sticks: a later run on the same data, config and code as the rolled-back version trains the same model again, and it is registered but not promoted ("held back"). A change of data, config or code, or `graft rollback --release`, lifts the hold.
     """
     from graft.paths import state_layout
+    from graft.registry.aliases import release_rollback
+    from graft.registry.aliases import rollback as rollback_alias
     from graft.registry.locking import promotion_lock
-    from graft.registry.model_registry import release_rollback
-    from graft.registry.model_registry import rollback as rollback_alias
 
     _writable_state()
     name = _connect_registry(config, model_name)

@@ -11,7 +11,7 @@ import torch
 from graft.data.decoding import decode_image_file
 from graft.data.preprocessing import frame_to_spec
 from graft.errors import DataError, GraftError
-from graft.registry.model_registry import LoadedModel
+from graft.registry.loading import LoadedModel
 from graft.training.loop import predict_logits
 
 CHUNK = 256

@@ -283,7 +283,7 @@ def _native_head_name(architecture: str, native: nn.Module) -> str:
 
 
 def _registered(spec: ArchitectureSpec, weights: str) -> InitialModel:
-    from graft.registry.model_registry import load_registered_bundle
+    from graft.registry.loading import load_registered_bundle
 
     bundle, version = load_registered_bundle(weights)
     if bundle.spec.architecture != spec.architecture:

@@ -16,7 +16,8 @@ from graft.errors import RegistryError
 from graft.evaluation.metrics import classification_metrics
 from graft.evaluation.significance import PAIRED_TESTS
 from graft.promotion import PromotionDecision, decide_promotion, hold_back
-from graft.registry import model_registry
+from graft.registry import aliases, loading, model_logging, versions
+from graft.registry.client import tracking_server_call
 from graft.registry.comparison import (
     CONTENT_HASHES_TAG,
     ContentHashes,
@@ -71,7 +72,7 @@ def score_on(model, preprocessing, images: torch.Tensor, labels: torch.Tensor, n
 
 def champion_score(model_name: str, version: str, splits: TargetSplits, images, labels, metric: str) -> Scored:
     """The champion re-scored on this run's comparison set, or the reason it cannot be."""
-    loaded = model_registry.load_registered(f"models:/{model_name}/{version}")
+    loaded = loading.load_registered(f"models:/{model_name}/{version}")
     if loaded.class_names != list(splits.dataset.class_names):
         return Scored(None, None, f"champion v{version} predicts other classes {loaded.class_names}")
     return score_on(loaded.model, loaded.preprocessing, images, labels, splits.dataset.num_classes, metric)
@@ -80,7 +81,7 @@ def champion_score(model_name: str, version: str, splits: TargetSplits, images, 
 def champion_hashes(model_name: str, version: str | None) -> ContentHashes | None:
     if version is None:
         return None
-    return read_content_hashes(model_registry.version_tags(model_name, version).get(CONTENT_HASHES_TAG))
+    return read_content_hashes(versions.version_tags(model_name, version).get(CONTENT_HASHES_TAG))
 
 
 def register_and_promote(
@@ -99,18 +100,18 @@ def register_and_promote(
     model_uris = log_candidates(candidates, splits, model_name)
     challenger = select_challenger(candidates, config.promotion.baseline)
     seen = ContentHashes.of(splits)
-    with model_registry.tracking_server_call(f"recording the images {model_name} learnt from"):
+    with tracking_server_call(f"recording the images {model_name} learnt from"):
         hashes_uri = log_content_hashes(seen, challenger.mlflow_run_id or mlflow.active_run().info.run_id)
     # Every call below reads or writes the registry: the champion, its artifacts, the version, the aliases.
-    with promotion_lock(lock_dir, model_name), model_registry.tracking_server_call(f"deciding on and registering {model_name}"):
-        registered = model_registry.version_of_pipeline_run(model_name, lineage.pipeline_run)
+    with promotion_lock(lock_dir, model_name), tracking_server_call(f"deciding on and registering {model_name}"):
+        registered = versions.version_of_pipeline_run(model_name, lineage.pipeline_run)
         if registered is not None:
             return republished(registered, challenger.strategy, model_uris)
-        champion_before = model_registry.champion_version(model_name)
+        champion_before = aliases.champion_version(model_name)
         decision = decide_on_comparison_set(candidates, challenger, splits, config, champion_before, seen)
         environment = environment_tags(config)
         lineage_tags = {"graft.source_fingerprint": lineage.source_fingerprint, FINGERPRINT_TAG: lineage.target_fingerprint, **environment}
-        decision = hold_back(decision, model_registry.held_back_by(model_name, model_registry.lineage_key(lineage_tags)))
+        decision = hold_back(decision, aliases.held_back_by(model_name, aliases.lineage_key(lineage_tags)))
         challenger = candidates.by_strategy(decision.candidate or challenger.strategy)  # the baseline under promote_baseline
         tags = {
             **version_tags(challenger, evaluation, lineage, hashes_uri, decision),
@@ -120,10 +121,10 @@ def register_and_promote(
         changes = target_changes(model_name, lineage.target_fingerprint, listings)
         if changes is not None:
             tags[TARGET_CHANGES_TAG] = json.dumps(changes)
-        version = model_registry.register(model_uris[challenger.strategy], model_name, tags)
+        version = model_logging.register(model_uris[challenger.strategy], model_name, tags)
         if decision.promote:
-            model_registry.move_champion(model_name, version, champion_before)
-        champion_after = model_registry.champion_version(model_name)
+            aliases.move_champion(model_name, version, champion_before)
+        champion_after = aliases.champion_version(model_name)
     return PromotionRecord.of(model_name, version, challenger.strategy, decision, champion_before, champion_after, model_uris)
 
 
@@ -133,10 +134,10 @@ def log_candidates(candidates: CandidateSet, splits: TargetSplits, model_name: s
 
     example_images = splits.dataset.images[splits.indices["val"][:4]]
     model_uris: dict[str, str] = {}
-    with model_registry.tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
+    with tracking_server_call(f"logging the candidate models of {model_name} (nothing was registered)"):
         for candidate in candidates.candidates:
             with mlflow.start_run(run_id=candidate.mlflow_run_id, nested=True) if candidate.mlflow_run_id else nullcontext():
-                info = model_registry.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
+                info = model_logging.log_bundle(candidate.bundle, candidate.strategy, example_images, {"strategy": candidate.strategy})
             model_uris[candidate.strategy] = info.model_uri
     return model_uris
 
@@ -170,7 +171,7 @@ def target_changes(model_name: str, fingerprint: str, listings: ListingStore | N
     (``graft history``); None when either listing is unknown here (built-in data, another machine)."""
     if listings is None:
         return None
-    trained = model_registry.version_tag_values(model_name, FINGERPRINT_TAG)
+    trained = versions.version_tag_values(model_name, FINGERPRINT_TAG)
     if not trained:
         return None
     previous = trained[max(trained, key=int)]
@@ -239,8 +240,8 @@ def republished(registered, challenger: str, model_uris: dict[str, str]) -> Prom
     recorded = json.loads(registered.tags["graft.promotion_decision"])
     champion_before = recorded.pop("champion_before")
     decision = PromotionDecision(**recorded)
-    if decision.promote and model_registry.champion_version(model_name) != version:
-        model_registry.move_champion(model_name, version, champion_before)
+    if decision.promote and aliases.champion_version(model_name) != version:
+        aliases.move_champion(model_name, version, champion_before)
     strategy = registered.tags.get("graft.strategy", challenger)
-    champion_after = model_registry.champion_version(model_name)
+    champion_after = aliases.champion_version(model_name)
     return PromotionRecord.of(model_name, version, strategy, decision, champion_before, champion_after, model_uris)

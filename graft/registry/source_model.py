@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 
 from graft.models.bundle import ModelBundle
-from graft.registry import model_registry
+from graft.registry import model_logging
+from graft.registry.client import tracking_server_call
 
 
 def example_images(bundle: ModelBundle, images: torch.Tensor | None) -> torch.Tensor:
@@ -20,15 +21,15 @@ def example_images(bundle: ModelBundle, images: torch.Tensor | None) -> torch.Te
 
 def log_source_model(bundle: ModelBundle, images: torch.Tensor | None, lineage: dict[str, str]):
     """Log the source model into the active run; returns MLflow's ``ModelInfo``."""
-    with model_registry.tracking_server_call("logging the source model"):
-        return model_registry.log_bundle(bundle, "source_model", example_images(bundle, images), {"lineage": lineage})
+    with tracking_server_call("logging the source model"):
+        return model_logging.log_bundle(bundle, "source_model", example_images(bundle, images), {"lineage": lineage})
 
 
 def register_source_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
     """Register the logged source model and point ``alias`` at the new version; returns the version."""
     import mlflow
 
-    version = model_registry.register(model_uri, name, tags)
-    with model_registry.tracking_server_call(f"moving alias {alias} of {name}"):
+    version = model_logging.register(model_uri, name, tags)
+    with tracking_server_call(f"moving alias {alias} of {name}"):
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
     return version

@@ -20,7 +20,7 @@ def _champion():
     import mlflow
 
     from graft.paths import configure_environment, resolve_tracking_uri
-    from graft.registry.model_registry import aliases
+    from graft.registry.aliases import aliases
 
     mlflow.set_tracking_uri(resolve_tracking_uri(configure_environment()))
     return aliases(MODEL).get("champion"), len(mlflow.MlflowClient().search_model_versions(f"name='{MODEL}'"))

@@ -221,7 +221,7 @@ def _versions(model_name: str) -> frozenset[str]:
 
 
 def _champion_version(model_name: str) -> str | None:
-    from graft.registry.model_registry import aliases
+    from graft.registry.aliases import aliases
 
     _mlflow_client()
     return aliases(model_name).get("champion")

@@ -20,7 +20,8 @@ import pytest
 
 from graft.config import load_config
 from graft.paths import configure_environment, resolve_tracking_uri
-from graft.registry import model_registry
+from graft.registry import aliases, model_logging
+from graft.registry.versions import PIPELINE_RUN_TAG
 from tests.e2e.helpers import REPO, graft, registered_versions, write_config
 
 pytestmark = pytest.mark.e2e
@@ -150,7 +151,7 @@ def test_kill_9_during_finetune_then_rerun_reuses_cache_and_registers_once(tmp_p
     assert str(rerun.steps["finetune"].status.value) == "completed"  # a killed step is never a cache hit
     versions = registered_versions(model)
     assert len(versions) == 1
-    assert versions[0].tags[model_registry.PIPELINE_RUN_TAG] == str(rerun.id)
+    assert versions[0].tags[PIPELINE_RUN_TAG] == str(rerun.id)
 
 
 def transient_failure():
@@ -200,7 +201,8 @@ def test_transient_registry_error_is_retried(tmp_path):
 def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tmp_path, fail_after):
     """The step dies after the version exists (before or after the alias moved); the retry finishes it."""
     model = f"faults-after-{fail_after.replace('_', '-')}"
-    real = {name: getattr(model_registry, name) for name in ("register", "move_champion")}
+    owners = {"register": model_logging, "move_champion": aliases}
+    real = {name: getattr(module, name) for name, module in owners.items()}
     calls: dict[str, list] = {name: [] for name in real}
 
     def real_then_fail_once(name):
@@ -213,8 +215,8 @@ def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tm
 
         return call
 
-    with mock.patch.object(model_registry, "register", side_effect=real_then_fail_once("register")), mock.patch.object(
-        model_registry, "move_champion", side_effect=real_then_fail_once("move_champion")
+    with mock.patch.object(model_logging, "register", side_effect=real_then_fail_once("register")), mock.patch.object(
+        aliases, "move_champion", side_effect=real_then_fail_once("move_champion")
     ):
         outcome, run = run_in_process(tmp_path, model)
     assert outcome.promotion.promoted, outcome.promotion  # a new model name: beating scratch is enough
@@ -225,4 +227,4 @@ def test_failure_after_registering_reuses_the_version_and_moves_champion_once(tm
     assert outcome.promotion.registered_version == version
     assert len(calls["register"]) == 1  # the retry found the version instead of registering again
     assert len(calls["move_champion"]) == 1  # and moved the alias only if the first attempt had not
-    assert model_registry.aliases(model) == {"champion": version}
+    assert aliases.aliases(model) == {"champion": version}

@@ -74,7 +74,7 @@ def test_second_pipeline_starts_from_the_registered_source_model(first_run, tmp_
     # per-channel statistics) is applied; the same numbers by hand
     from graft.data.builtin import load_photo_target
     from graft.data.preprocessing import frame_to_spec, normalise
-    from graft.registry.model_registry import load_registered_bundle
+    from graft.registry.loading import load_registered_bundle
 
     images, _, _ = load_photo_target()
     photo = tmp_path / "cat.png"

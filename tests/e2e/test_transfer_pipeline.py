@@ -10,7 +10,8 @@ from graft.config import load_config
 from graft.data.sources import load_dataset
 from graft.data.splits import split_target
 from graft.paths import configure_environment, resolve_tracking_uri
-from graft.registry.model_registry import aliases, as_module
+from graft.registry.aliases import aliases
+from graft.registry.loading import as_module
 from tests.e2e.helpers import graft, graft_in_process, write_config, zenml_client
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import mlflow
 
-from graft.registry import model_registry
+from graft.registry.model_logging import register
 from graft.registry.tracking import ensure_experiment
+from graft.registry.versions import PIPELINE_RUN_TAG
 
 
 def stand_in_store(tmp_path_factory, experiment: str) -> Iterator[str]:
@@ -28,7 +29,7 @@ def register_decided(source: str, model: str, pipeline_run: str, promote: bool, 
     decision = {"promote": promote, "reason": "test", "metric": "accuracy", "challenger": 0.9, "baseline": 0.5, "champion": None}
     tags = {
         **tags,
-        model_registry.PIPELINE_RUN_TAG: pipeline_run,
+        PIPELINE_RUN_TAG: pipeline_run,
         "graft.promotion_decision": json.dumps({**decision, "champion_before": champion_before}),
     }
-    return model_registry.register(source, model, tags)
+    return register(source, model, tags)

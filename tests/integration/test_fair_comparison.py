@@ -10,8 +10,8 @@ import torch
 from graft.config import GraftConfig
 from graft.data.dataset import ImageDataset
 from graft.data.splits import split_target
-from graft.registry import model_registry
 from graft.registry import register_and_promote
+from graft.registry.aliases import move_champion
 from graft.registry.comparison import (
     CONTENT_HASHES_TAG,
     ContentHashes,
@@ -19,6 +19,7 @@ from graft.registry.comparison import (
     log_content_hashes,
     read_content_hashes,
 )
+from graft.registry.model_logging import register
 from graft.registry.tracking import ensure_experiment
 from graft.transfer import Candidate, CandidateSet
 
@@ -80,8 +81,8 @@ def test_champion_is_rescored_without_its_training_images(registry, splits, sour
     uri = log_content_hashes(champion_seen, run.info.run_id)
     assert read_content_hashes(uri) == champion_seen
     name = f"{MODEL}-{min_test_images}"
-    version = model_registry.register(f"runs:/{run.info.run_id}/model", name, {CONTENT_HASHES_TAG: uri})
-    model_registry.move_champion(name, version, None)
+    version = register(f"runs:/{run.info.run_id}/model", name, {CONTENT_HASHES_TAG: uri})
+    move_champion(name, version, None)
 
     judged: list[torch.Tensor] = []
 

@@ -6,8 +6,9 @@ import mlflow
 import pytest
 
 from graft.errors import RegistryError
-from graft.registry import model_registry
+from graft.registry.aliases import aliases, move_champion
 from graft.registry.register_and_promote import republished
+from graft.registry.versions import version_of_pipeline_run
 from tests.integration.registry_cases import register_decided, stand_in_store
 
 MODEL = "unit-idempotent"
@@ -27,46 +28,46 @@ def versions() -> list[str]:
 
 
 def test_lookup_finds_only_this_pipeline_runs_version(store):
-    assert model_registry.version_of_pipeline_run(MODEL, "run-a") is None  # model not registered yet
+    assert version_of_pipeline_run(MODEL, "run-a") is None  # model not registered yet
     first = register(store, "run-a", promote=False, champion_before=None)
     second = register(store, "run-b", promote=False, champion_before=None)
-    assert str(model_registry.version_of_pipeline_run(MODEL, "run-a").version) == first
-    assert str(model_registry.version_of_pipeline_run(MODEL, "run-b").version) == second
-    assert model_registry.version_of_pipeline_run(MODEL, "run-c") is None
-    assert model_registry.version_of_pipeline_run(MODEL, "") is None  # no pipeline run: nothing to reuse
-    assert model_registry.version_of_pipeline_run("unit-never-registered", "run-a") is None
+    assert str(version_of_pipeline_run(MODEL, "run-a").version) == first
+    assert str(version_of_pipeline_run(MODEL, "run-b").version) == second
+    assert version_of_pipeline_run(MODEL, "run-c") is None
+    assert version_of_pipeline_run(MODEL, "") is None  # no pipeline run: nothing to reuse
+    assert version_of_pipeline_run("unit-never-registered", "run-a") is None
 
 
 def test_retry_after_register_moves_champion_once_and_never_adds_a_version(store):
     old = register(store, "run-old", promote=True, champion_before=None)
-    model_registry.move_champion(MODEL, old, None)
+    move_champion(MODEL, old, None)
     # The attempt died after registering and before moving champion: the retry finishes the move.
     new = register(store, "run-new", promote=True, champion_before=old)
     before = versions()
-    record = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
+    record = republished(version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
     assert record.registered_version == new and record.promoted
     assert record.champion_before == old and record.champion_after == new
-    assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
+    assert aliases(MODEL) == {"champion": new, "previous_champion": old}
     # Retried again after the move: aliases stay where they are, still no new version.
-    again = republished(model_registry.version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
+    again = republished(version_of_pipeline_run(MODEL, "run-new"), "parameter", {})
     assert again.registered_version == new and again.champion_after == new
-    assert model_registry.aliases(MODEL) == {"champion": new, "previous_champion": old}
+    assert aliases(MODEL) == {"champion": new, "previous_champion": old}
     assert versions() == before
 
 
 def test_retry_of_a_rejected_version_leaves_aliases_alone(store):
-    aliases = model_registry.aliases(MODEL)
-    rejected = register(store, "run-rejected", promote=False, champion_before=aliases["champion"])
-    record = republished(model_registry.version_of_pipeline_run(MODEL, "run-rejected"), "parameter", {})
+    aliases_before = aliases(MODEL)
+    rejected = register(store, "run-rejected", promote=False, champion_before=aliases_before["champion"])
+    record = republished(version_of_pipeline_run(MODEL, "run-rejected"), "parameter", {})
     assert record.registered_version == rejected and not record.promoted
-    assert model_registry.aliases(MODEL) == aliases
+    assert aliases(MODEL) == aliases_before
 
 
 def test_retry_refuses_a_move_when_the_champion_moved_meanwhile(store):
     stale = register(store, "run-stale", promote=True, champion_before="1")  # decided against v1
-    current = model_registry.aliases(MODEL)
+    current = aliases(MODEL)
     assert current["champion"] != "1"
     with pytest.raises(RegistryError, match="moved"):
-        republished(model_registry.version_of_pipeline_run(MODEL, "run-stale"), "parameter", {})
-    assert model_registry.aliases(MODEL) == current and stale not in current.values()
+        republished(version_of_pipeline_run(MODEL, "run-stale"), "parameter", {})
+    assert aliases(MODEL) == current and stale not in current.values()
 

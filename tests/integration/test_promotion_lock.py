@@ -19,7 +19,8 @@ import mlflow
 import pytest
 
 from graft.errors import ConfigError, RegistryError
-from graft.registry import locking, model_registry
+from graft.registry import locking
+from graft.registry.aliases import aliases, champion_version, move_champion
 from tests.services import require_service
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -142,11 +143,11 @@ def _promotion_protocol(tracking_uri: str, lock_dir, name: str, version: str, st
     score = float(client.get_model_version(name, version).tags["score"])
     start.wait(30)
     with locking.promotion_lock(lock_dir, name):
-        champion = model_registry.champion_version(name)
+        champion = champion_version(name)
         champion_score = float(client.get_model_version(name, champion).tags["score"]) if champion else None
         time.sleep(0.3)  # a slow champion re-score: the window in which an unlocked promoter races
         if champion_score is None or score > champion_score:
-            model_registry.move_champion(name, version, expected_champion=champion)
+            move_champion(name, version, expected_champion=champion)
 
 
 def test_concurrent_promoters_end_with_the_best_one_as_the_only_champion(lock_backend, tmp_path):
@@ -175,7 +176,7 @@ def test_concurrent_promoters_end_with_the_best_one_as_the_only_champion(lock_ba
     for worker in workers:
         worker.join(120)
     assert [worker.exitcode for worker in workers] == [0] * len(workers), [p.read_text() for p in failures.iterdir()]
-    final = model_registry.aliases(name)
+    final = aliases(name)
     assert final["champion"] == versions[scores.index(max(scores))]
     # absent when the best one happened to take the lock first, else the champion it replaced
     assert final.get("previous_champion", versions[0]) in set(versions) - {final["champion"]}

@@ -16,7 +16,7 @@ from graft.paths import configure_environment
 
 configure_environment()  # before anything imports ZenML: its store is the session's GRAFT_HOME
 
-from graft.registry import model_registry  # noqa: E402
+from graft.registry import model_logging  # noqa: E402
 from tests.e2e.helpers import assert_clean_failure, graft_in_process  # noqa: E402
 
 # Fail each HTTP call at once instead of MLflow's default minutes of back-off against a closed port.
@@ -44,7 +44,7 @@ def test_tracking_server_down_during_registration_is_one_line_and_registers_noth
     config = tmp_path / "down.yaml"
     config.write_text(yaml.safe_dump(settings))
 
-    real_log_bundle = model_registry.log_bundle
+    real_log_bundle = model_logging.log_bundle
     stopped = []
 
     def stop_server_then_log(*args, **kwargs):
@@ -54,7 +54,7 @@ def test_tracking_server_down_during_registration_is_one_line_and_registers_noth
         return real_log_bundle(*args, **kwargs)
 
     with mock.patch.dict(os.environ, {**server.pipeline_env(), **FAIL_FAST}), mock.patch.object(
-        model_registry, "log_bundle", side_effect=stop_server_then_log
+        model_logging, "log_bundle", side_effect=stop_server_then_log
     ):
         result = graft_in_process("run", "-c", str(config))
     assert stopped, (result.stdout + result.stderr)[-3000:]  # registration did begin

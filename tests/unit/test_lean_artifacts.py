@@ -11,7 +11,7 @@ from graft.data import shards
 from graft.data.catalog import read_catalog
 from graft.data.decode_cache import collect
 from graft.data.ingest import Geometry, decode_catalog
-from graft.registry.model_registry import EXAMPLE_VALUES, lean_input_example
+from graft.registry.model_logging import EXAMPLE_VALUES, lean_input_example
 from tests.image_cases import image_folder, noise_pixels, save_image
 
 GEOMETRY = Geometry(28, 20, 1)

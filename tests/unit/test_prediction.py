@@ -12,7 +12,7 @@ from PIL import Image
 from graft.data.preprocessing import PreprocessingSpec
 from graft.errors import GraftError
 from graft.prediction import check_output, predict_files, write_csv
-from graft.registry.model_registry import LoadedModel
+from graft.registry.loading import LoadedModel
 
 
 class _Constant(torch.nn.Module):

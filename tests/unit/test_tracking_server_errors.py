@@ -9,7 +9,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from graft.errors import ConfigError, RegistryError
-from graft.registry import model_registry
+from graft.registry.aliases import champion_version, rollback
+from graft.registry.client import tracking_server_call
+from graft.registry.model_logging import register
 
 
 @pytest.fixture
@@ -29,8 +31,8 @@ def refused_uri(monkeypatch):
 
 def test_a_champion_lookup_against_a_stopped_server_is_one_line_naming_it(refused_uri):
     with pytest.raises(RegistryError) as raised:
-        with model_registry.tracking_server_call("reading the champion of m"):
-            model_registry.champion_version("m")
+        with tracking_server_call("reading the champion of m"):
+            champion_version("m")
     message = str(raised.value)
     assert "\n" not in message
     assert refused_uri in message and "not reachable while reading the champion of m" in message
@@ -38,24 +40,24 @@ def test_a_champion_lookup_against_a_stopped_server_is_one_line_naming_it(refuse
 
 def test_register_against_a_stopped_server_is_one_line_naming_it(refused_uri):
     with pytest.raises(RegistryError, match=f"{refused_uri} is not reachable while registering m"):
-        model_registry.register("runs:/0123/model", "m", {})
+        register("runs:/0123/model", "m", {})
 
 
 def test_rollback_against_a_stopped_server_is_one_line_naming_it(refused_uri):
     with pytest.raises(RegistryError, match=f"{refused_uri} is not reachable while rolling back m"):
-        model_registry.rollback("m")
+        rollback("m")
 
 
 def test_errors_other_than_an_unreachable_server_pass_unchanged():
     refused = MlflowException("RESOURCE_ALREADY_EXISTS: version exists")
     with pytest.raises(MlflowException) as raised:
-        with model_registry.tracking_server_call("registering m"):
+        with tracking_server_call("registering m"):
             raise refused
     assert raised.value is refused
 
     # A graft error raised while a connection error is being handled keeps its own message.
     with pytest.raises(ConfigError, match="^bad key$"):
-        with model_registry.tracking_server_call("registering m"):
+        with tracking_server_call("registering m"):
             try:
                 raise ConnectionError("refused")
             except ConnectionError:
