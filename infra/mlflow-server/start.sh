@@ -90,18 +90,4 @@ MLFLOW_AUTH_CONFIG_PATH="$AUTH_INI" MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PA
 echo $! >"$PID_FILE"
 
 URL="http://$MLFLOW_HOST:$MLFLOW_PORT"
-for _ in $(seq 120); do
-  if "$PYTHON" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$URL/health" 2>/dev/null; then
-    echo "mlflow server up at $URL (pid $(cat "$PID_FILE"), log $MLFLOW_SERVER_HOME/server.log)"
-    exit 0
-  fi
-  if ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-    echo "mlflow server exited; last lines of $MLFLOW_SERVER_HOME/server.log:" >&2
-    tail -n 20 "$MLFLOW_SERVER_HOME/server.log" >&2
-    rm -f "$PID_FILE"
-    exit 1
-  fi
-  sleep 1
-done
-echo "mlflow server not healthy after 120 s; see $MLFLOW_SERVER_HOME/server.log" >&2
-exit 1
+PYTHON="$PYTHON" exec "$ROOT/infra/wait-healthy.sh" "mlflow server" "$URL" "$PID_FILE" "$MLFLOW_SERVER_HOME/server.log" 120

@@ -85,18 +85,4 @@ setsid "$PYTHON" -m uvicorn zenml.zen_server.zen_server_api:app \
 echo $! >"$PID_FILE"
 
 URL="http://$GRAFT_ZENML_HOST:$GRAFT_ZENML_PORT"
-for _ in $(seq 300); do
-  if "$PYTHON" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$URL/health" 2>/dev/null; then
-    echo "zenml server up at $URL (pid $(cat "$PID_FILE"), log $GRAFT_ZENML_HOME/server.log)"
-    exit 0
-  fi
-  if ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-    echo "zenml server exited; last lines of $GRAFT_ZENML_HOME/server.log:" >&2
-    tail -n 20 "$GRAFT_ZENML_HOME/server.log" >&2
-    rm -f "$PID_FILE"
-    exit 1
-  fi
-  sleep 1
-done
-echo "zenml server not healthy after 300 s; see $GRAFT_ZENML_HOME/server.log" >&2
-exit 1
+PYTHON="$PYTHON" exec "$ROOT/infra/wait-healthy.sh" "zenml server" "$URL" "$PID_FILE" "$GRAFT_ZENML_HOME/server.log" 300
