@@ -14,6 +14,7 @@ decision names the model it is about (``candidate``) and the policy that applied
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 
@@ -68,16 +69,7 @@ def decide_promotion(
 
     if challenger <= baseline:
         lost = f"{challenger_name} {metric} {challenger:.4f} does not beat the {baseline_name} baseline {baseline:.4f}: transfer did not help"
-        if when_transfer_loses != "promote_baseline":
-            return decision(False, f"{lost}; promotion.when_transfer_loses: keep, so nothing moves "
-                                   f"(promote_baseline would promote the {baseline_name} model)")
-        if champion is None or baseline > champion + min_improvement:
-            against = "no champion yet" if champion is None else f"it beats champion {champion:.4f} by more than {min_improvement:.4f}"
-            return decision(True, f"{lost}; promotion.when_transfer_loses: promote_baseline, so the {baseline_name} model is "
-                                  f"promoted ({against})", baseline_name)
-        return decision(False, f"{lost}; promotion.when_transfer_loses: promote_baseline, but the {baseline_name} model "
-                               f"{baseline:.4f} does not beat champion {champion:.4f} by more than {min_improvement:.4f}; "
-                               "champion kept", baseline_name)
+        return _transfer_lost(decision, lost, baseline, champion, min_improvement, baseline_name, when_transfer_loses)
     if champion is None:
         return decision(
             True, f"first champion: {challenger_name} {metric} {challenger:.4f} beats {baseline_name} {baseline:.4f}"
@@ -100,6 +92,24 @@ def decide_promotion(
         f"{challenger_name} {metric} {challenger:.4f} does not beat champion {champion:.4f} by more than "
         f"{min_improvement:.4f}; champion kept",
     )
+
+
+def _transfer_lost(
+    decision: Callable[..., PromotionDecision], lost: str, baseline: float, champion: float | None,
+    min_improvement: float, baseline_name: str, when_transfer_loses: str,
+) -> PromotionDecision:
+    """The decision when the best transfer does not beat the baseline: ``keep`` moves nothing,
+    ``promote_baseline`` promotes the baseline model where it would beat the champion."""
+    if when_transfer_loses != "promote_baseline":
+        return decision(False, f"{lost}; promotion.when_transfer_loses: keep, so nothing moves "
+                               f"(promote_baseline would promote the {baseline_name} model)")
+    if champion is None or baseline > champion + min_improvement:
+        against = "no champion yet" if champion is None else f"it beats champion {champion:.4f} by more than {min_improvement:.4f}"
+        return decision(True, f"{lost}; promotion.when_transfer_loses: promote_baseline, so the {baseline_name} model is "
+                              f"promoted ({against})", baseline_name)
+    return decision(False, f"{lost}; promotion.when_transfer_loses: promote_baseline, but the {baseline_name} model "
+                           f"{baseline:.4f} does not beat champion {champion:.4f} by more than {min_improvement:.4f}; "
+                           "champion kept", baseline_name)
 
 
 def hold_back(decision: PromotionDecision, rolled_back: str | None) -> PromotionDecision:
