@@ -625,7 +625,7 @@ def entry() -> None:
 
     A finished run holds torch, ZenML, MLflow and GX; freeing their modules one by one takes 3-4 s
     on 2 cores and nothing in it matters once the run is recorded. What a normal exit does before
-    that is kept, in its order: wait for non-daemon threads, run the atexit hooks (log handlers,
+    that is kept, in its order: stop thread pools and wait for non-daemon threads, run the atexit hooks (log handlers,
     ZenML, MLflow), flush the streams. ``main`` itself returns normally for in-process callers.
     """
     import atexit
@@ -639,9 +639,9 @@ def entry() -> None:
         code = leaving.code if isinstance(leaving.code, int) else (0 if leaving.code is None else 1)
         if leaving.code is not None and not isinstance(leaving.code, int):
             print(leaving.code, file=sys.stderr)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # the interpreter's own first exit step: threading's exit hooks (they stop idle thread-pool
+    # workers, which would otherwise wait for work forever), then the join of non-daemon threads
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
