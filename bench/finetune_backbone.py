@@ -37,8 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.throughput import PEAK_BF16_TFLOPS, synchronize  # noqa: E402  (after the path insert)
+
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
 
 def build(architecture: str, size: int, device, seed: int = 0):
@@ -48,13 +49,6 @@ def build(architecture: str, size: int, device, seed: int = 0):
 
     torch.manual_seed(seed)
     return build_classifier(ArchitectureSpec(architecture=architecture, num_classes=10, in_channels=3, frame_size=size)).to(device)
-
-
-def synchronize(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def hand_loop(model, images, labels, batch_size, device) -> tuple[float, float]:
