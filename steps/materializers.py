@@ -6,6 +6,7 @@ tampered artifact cannot execute code when a step reads it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -47,9 +48,31 @@ class _TensorStateMixin:
         return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
+SHARED_SHARDS = "graft-shards"
+
+
 class GraftDataMaterializer(_TensorStateMixin, BaseMaterializer):
+    """Datasets travel as their index and shard locations, never their pixels. On ZenML's own local
+    store the shards stay in this machine's decode cache. Any other store (a folder the team shares,
+    S3, GCS) may be read by another container, pod or host, so the shards are first copied next to
+    the artifacts (content-addressed, once each) and the artifact points there."""
+
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ImageDataset, TargetSplits)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def _portable(self, data: Any) -> Any:
+        if self.artifact_store.flavor == "local":
+            return data
+        folder = f"{str(self.artifact_store.path).rstrip('/')}/{SHARED_SHARDS}"
+        if isinstance(data, ImageDataset):
+            return data.on_store(folder)
+        return dataclasses.replace(data, dataset=data.dataset.on_store(folder))
+
+    def save(self, data: Any) -> None:
+        super().save(self._portable(data))
+
+    def compute_content_hash(self, data: Any) -> str | None:
+        return super().compute_content_hash(self._portable(data))
 
     def extract_metadata(self, data: Any) -> dict[str, Any]:
         dataset = data if isinstance(data, ImageDataset) else data.dataset

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,8 +354,10 @@ def publish_shards(images: "ShardImages", folder_uri: str) -> "ShardImages":
     filesystem.makedirs(f"{root.rstrip('/')}/shards", exist_ok=True)  # object stores: nothing to do
     for number, shard in enumerate(images.shards):
         target = f"{root.rstrip('/')}/shards/{shard.name}"
-        if not filesystem.exists(target):
-            filesystem.put_file(images._path(number), target)
+        if not filesystem.exists(target):  # shards are named by their sha256: one there is this one
+            partial = f"{target}.{uuid.uuid4().hex}.partial"  # a reader never sees half a shard
+            filesystem.put_file(images._path(number), partial)
+            filesystem.mv(partial, target)
     return ShardImages(folder_uri, images.shards, images.shard_of, images.offset_of, images.image_shape)
 
 
