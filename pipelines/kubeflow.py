@@ -1,4 +1,5 @@
-"""Two fixes that make ZenML 0.98's Kubeflow orchestrator give our GPU steps a GPU under kfp 2.17.
+"""Three fixes that make ZenML 0.98's Kubeflow orchestrator give our GPU steps a GPU and every step
+its memory under kfp 2.17.
 
 1. Node selectors are lost. ``KubeflowOrchestratorSettings`` has a "before" validator that migrates
    the legacy top-level ``node_selectors``/``node_affinity`` keys and, doing so, always replaces
@@ -18,6 +19,10 @@ The fix hands ZenML, in place of each component, a handle that is itself a ``Pip
 calling it instantiates the component and remembers the task, and its ``name`` is that task's
 name, which is all ``after`` reads. Only the client that submits the run needs it; step pods
 never compile pipelines.
+3. Memory is refused. ZenML passes kfp the memory setting as a float of GB, which kfp's
+   ``set_memory_limit`` rejects, and it sets CPU and memory limits without requests. The fix passes
+   the memory as a Kubernetes quantity and sets each request equal to its limit, so the
+   data-sized resources (``graft.resources``, applied by ``pipelines.runner``) reach the pods.
 """
 
 from __future__ import annotations
@@ -97,6 +102,41 @@ def needs_dependency_fix() -> bool:
     return "only supports PipelineTask" in inspect.getsource(PipelineTask.after)
 
 
+_KUBERNETES_UNITS = {"KiB": "Ki", "MiB": "Mi", "GiB": "Gi", "TiB": "Ti", "KB": "k", "MB": "M", "GB": "G", "TB": "T"}
+
+
+def kubernetes_memory(memory: str) -> str:
+    """A ZenML memory setting ("3328MiB", "4GB") as a Kubernetes quantity ("3328Mi", "4G")."""
+    for unit, quantity_unit in _KUBERNETES_UNITS.items():
+        if memory.endswith(unit) and memory[: -len(unit)].isdigit():
+            return memory[: -len(unit)] + quantity_unit
+    raise ValueError(f"memory {memory!r}: give a whole number of KiB, MiB, GiB, TiB, KB, MB, GB or TB")
+
+
+def _fix_memory_and_requests(orchestrator_class) -> None:
+    """ZenML hands kfp the memory as a float of GB, which kfp refuses, and sets limits only: pass the
+    memory as a Kubernetes quantity and make each request equal to its limit."""
+    original = orchestrator_class._configure_container_resources
+    if getattr(original, _PATCHED_MARK, False):
+        return
+
+    def configure_container_resources(self, task, resource_settings, node_selector_constraint=None):
+        memory = resource_settings.memory if resource_settings else None
+        if memory:
+            resource_settings = resource_settings.model_copy(update={"memory": None})
+        task = original(self, task, resource_settings, node_selector_constraint)
+        if resource_settings and resource_settings.cpu_count:
+            task = task.set_cpu_request(f"{resource_settings.cpu_count:g}")
+        if memory:
+            quantity = kubernetes_memory(memory)
+            task = task.set_memory_request(quantity).set_memory_limit(quantity)
+        return task
+
+    setattr(configure_container_resources, _PATCHED_MARK, True)
+    configure_container_resources.__wrapped__ = original
+    orchestrator_class._configure_container_resources = configure_container_resources
+
+
 def apply_kubeflow_fixes() -> None:
     """Install both fixes on ``KubeflowOrchestrator`` where they are still needed; idempotent."""
     from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
@@ -109,6 +149,7 @@ def apply_kubeflow_fixes() -> None:
 
         KubeflowOrchestrator.settings_class = property(fixed_settings_class)
 
+    _fix_memory_and_requests(KubeflowOrchestrator)
     original = KubeflowOrchestrator._create_dynamic_component
     if getattr(original, _PATCHED_MARK, False) or not needs_dependency_fix():
         return

@@ -123,7 +123,11 @@ def pipeline_options(
         "steps": step_retries(config),
     }
     if orchestration is not None:
+        from zenml.client import Client
+
         options["config_path"] = str(orchestration)
+        sized = data_sized_steps(config, orchestration, Client().active_stack.orchestrator.flavor)
+        options["steps"] = {name: {**options["steps"].get(name, {}), **sized.get(name, {})} for name in {*options["steps"], *sized}}
     if schedule is not None:
         options.update(scheduled_options(schedule))
     # A recurring run reuses its options: ZenML fills {date} and {time} in at each start, so names stay unique.
@@ -198,6 +202,29 @@ def scheduled_options(schedule: ScheduleConfig) -> dict:
 # pipeline run (register_and_promote reuses this run's version). Training steps are not: a retry re-trains from the
 # start, and their failures are rarely transient.
 RETRIED_STEPS = ("register",)
+
+
+# Orchestrators that run every step on this machine: ZenML ignores resource settings there, with a warning.
+SAME_MACHINE_ORCHESTRATORS = ("local", "local_docker")
+
+
+def data_sized_steps(config: GraftConfig, orchestration: Path, orchestrator_flavor: str) -> dict:
+    """Each step's CPU and memory for a remote orchestrator, sized from the data (``graft.resources``);
+    what the orchestration file sets for a step itself wins over the computed value."""
+    import yaml
+
+    if orchestrator_flavor in SAME_MACHINE_ORCHESTRATORS:
+        return {}
+    from graft.resources import pipeline_resources
+
+    steps = (yaml.safe_load(Path(orchestration).read_text()) or {}).get("steps") or {}
+    sized = {}
+    for name, resources in pipeline_resources(config).items():
+        given = (((steps.get(name) or {}).get("settings") or {}).get("resources") or {})
+        wanted = {key: value for key, value in resources.zenml_settings().items() if given.get(key) is None}
+        if wanted:
+            sized[name] = {"settings": {"resources": wanted}}
+    return sized
 
 
 def step_retries(config: GraftConfig) -> dict:

@@ -67,6 +67,15 @@ def data_fingerprint(spec: str, role: str = "target", memo_dir: Path | None = No
     return read_data_version(spec, role, memo_dir, store).fingerprint
 
 
+def image_count(spec: str, role: str) -> int:
+    """How many images a spec names, without decoding (a directory scan, or the built-in arrays)."""
+    if role == "source" and spec == "none":
+        return 0
+    if spec and spec.startswith(BUILTIN_PREFIX):
+        return int(_builtin_arrays(spec, role)[1].shape[0])
+    return len(read_spec_catalog(spec, role).entries)
+
+
 def _decode_builtin(spec: str, role: str, geometry: Geometry, cache_dir: Path | None) -> DecodedData:
     images, labels, class_names = _builtin_arrays(spec, role)
     fingerprint = content_fingerprint(images, labels, class_names)

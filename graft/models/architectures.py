@@ -135,3 +135,10 @@ def build_classifier(spec: ArchitectureSpec) -> Classifier:
         raise KeyError(problem)
     native = backbones.build_native(spec.architecture, spec.num_classes, spec.frame_size)
     return backbones.as_classifier(spec.architecture, native)
+
+
+def parameter_bytes(spec: ArchitectureSpec) -> int:
+    """Bytes of the model's float32 parameters, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        model = build_classifier(spec)
+    return 4 * sum(parameter.numel() for parameter in model.parameters())

@@ -83,7 +83,8 @@ def run_on_pytorchjob(task: str, payload: dict, setting: DistributedConfig, size
 
     import fsspec
 
-    from graft.training.pytorchjob import pytorchjob_manifest, resources_for, submit_and_wait
+    from graft.resources import resources_for
+    from graft.training.pytorchjob import pytorchjob_manifest, submit_and_wait
 
     job = f"graft-{uuid.uuid4().hex[:12]}"
     folder = f"{setting.job_store.rstrip('/')}/jobs/{job}"

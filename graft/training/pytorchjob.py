@@ -13,46 +13,20 @@ Kubernetes expands ``$(VAR)`` in the arguments. The pods read the shards from th
 through a local copy each (``graft.data.shards.fetch_shard``, on an emptyDir), with ``/dev/shm`` on
 a memory-backed emptyDir for the DataLoader workers, which KFP pods cannot be given.
 
-Requests are sized from the data: a base for the interpreter and torch, the batches in flight
-(loader workers x prefetch x batch, uint8 and float copies) and the memory-mapped part of the data.
+Requests are sized from the data by ``graft.resources.resources_for``.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 
-from graft.data.shards import MAPPED_LIMIT_BYTES, READ_CACHE_ENV
+from graft.data.shards import READ_CACHE_ENV
+from graft.resources import PodResources
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 CONTAINER = "pytorch"  # the operator looks for the container of this name
 PORT = 23456  # the operator's default pytorchjob-port
-BASE_MEMORY = 3 << 30  # interpreter, torch, CUDA context and model
 SHARD_CACHE = "/graft-shards"
-GIB = 1 << 30
-
-
-@dataclass(frozen=True)
-class PodResources:
-    cpu: int
-    memory_bytes: int
-    gpus: int
-
-    def requests(self) -> dict:
-        values = {"cpu": str(self.cpu), "memory": f"{math.ceil(self.memory_bytes / GIB)}Gi"}
-        if self.gpus:
-            values["nvidia.com/gpu"] = str(self.gpus)
-        return values
-
-
-def resources_for(images: int, image_bytes: int, batch_size: int, processes: int, gpus: int, loader_workers: int = 4,
-                  prefetch: int = 2) -> PodResources:
-    """Requests for one pod training on ``images`` images of ``image_bytes`` each."""
-    in_flight = processes * (loader_workers * prefetch + 2) * batch_size * image_bytes * 5  # uint8 + float32 copies
-    mapped = min(images * image_bytes, MAPPED_LIMIT_BYTES)
-    memory = BASE_MEMORY * processes + in_flight + mapped
-    return PodResources(cpu=processes * (loader_workers + 1), memory_bytes=memory, gpus=gpus)
 
 
 def torchrun_arguments(job: str, nodes: int, processes: int, task: str, inputs_uri: str, outputs_uri: str) -> list[str]:

@@ -63,12 +63,14 @@ def kubeflow_stack():
 
 
 def compile_for_kubeflow(run_config: Path) -> dict:
-    """The KFP IR (as a dict) that the Kubeflow orchestrator would upload for ``run_config``."""
+    """The KFP IR (as a dict) that the Kubeflow orchestrator would upload for ``run_config``, with the
+    data-sized step resources ``graft run`` adds for the default config."""
     from zenml.config.compiler import Compiler
     from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
     from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import KubeflowOrchestrator
-    from zenml.utils import source_utils
+    from zenml.utils import pydantic_utils, source_utils
 
+    from pipelines.runner import data_sized_steps
     from pipelines.transfer_pipeline import transfer_pipeline
 
     configure_environment()
@@ -77,7 +79,11 @@ def compile_for_kubeflow(run_config: Path) -> dict:
     pipeline = transfer_pipeline.copy()
     config = load_config(None)
     pipeline.prepare(config=config)
-    snapshot = Compiler().compile(pipeline=pipeline, stack=stack, run_configuration=PipelineRunConfiguration.from_yaml(str(run_config)))
+    run_configuration = pydantic_utils.update_model(
+        PipelineRunConfiguration.from_yaml(str(run_config)),
+        update=PipelineRunConfiguration.model_validate({"steps": data_sized_steps(config, run_config, "kubeflow")}),
+    )  # the same merge ZenML applies to with_options(config_path=..., steps=...)
+    snapshot = Compiler().compile(pipeline=pipeline, stack=stack, run_configuration=run_configuration)
     submitted = types.SimpleNamespace(
         id=uuid.uuid4(), step_configurations=snapshot.step_configurations, pipeline_configuration=snapshot.pipeline_configuration
     )
@@ -113,10 +119,22 @@ def test_gpu_on_exactly_the_gpu_steps(kubeflow_ir):
         if name in ("exec-pretrain", "exec-finetune"):
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu", name
             assert resources["accelerator"]["resourceCount"] == "1", name
-            assert resources["resourceCpuLimit"] == "8.0", name
         else:
             assert "accelerator" not in resources, name
-        assert "resourceMemoryLimit" not in resources and "memoryLimit" not in resources, name
+
+
+def test_every_step_requests_the_cpu_and_memory_its_data_needs(kubeflow_ir):
+    from graft.resources import pipeline_resources
+
+    expected = pipeline_resources(load_config(None))
+    for step, sized in expected.items():
+        resources = kubeflow_ir["deploymentSpec"]["executors"][f"exec-{step.replace('_', '-')}"]["container"]["resources"]
+        settings = sized.zenml_settings()
+        quantity = settings["memory"].removesuffix("B")  # 2304MiB -> 2304Mi, a Kubernetes quantity
+        assert float(resources["resourceCpuRequest"]) == float(resources["resourceCpuLimit"]) == sized.cpu, step
+        assert resources["resourceMemoryRequest"] == resources["resourceMemoryLimit"] == quantity, step
+        assert (int(quantity.removesuffix("Mi")) << 20) >= sized.memory_bytes, step
+    assert expected["finetune"].memory_bytes > expected["evaluate"].memory_bytes  # training holds batches in flight
 
 
 def test_step_order_survives_compilation(kubeflow_ir):

@@ -61,7 +61,7 @@ def test_every_settings_block_validates_with_zenmls_classes(run_config, kubeflow
         settings = step["settings"]
         assert set(settings) <= {"resources", "orchestrator.kubeflow"}, name
         resources = ResourceSettings.model_validate(settings["resources"])
-        assert resources.memory is None, f"{name}: no memory on Kubeflow steps (ZenML passes KFP a float)"
+        assert resources.cpu_count is None and resources.memory is None, f"{name}: CPU and memory are sized from the data"
         if "orchestrator.kubeflow" in settings:
             kubeflow = kubeflow_settings_class.model_validate(settings["orchestrator.kubeflow"])
             assert kubeflow.pod_settings.model_fields_set <= {"node_selectors"}, f"{name}: KFP 2 drops other pod settings"

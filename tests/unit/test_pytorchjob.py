@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from graft.config import GraftConfig
-from graft.training.pytorchjob import CONTAINER, job_state, pytorchjob_manifest, resources_for, submit_and_wait
+from graft.resources import resources_for
+from graft.training.pytorchjob import CONTAINER, job_state, pytorchjob_manifest, submit_and_wait
 
 IMAGE_224 = 3 * 224 * 224
 
@@ -53,11 +54,14 @@ def test_every_node_runs_torchrun_at_the_masters_rendezvous():
                             "s3://bucket/jobs/graft-test/outputs.pt"]
 
 
-def test_requests_grow_with_the_data_only_up_to_the_mapped_limit():
+def test_requests_grow_with_the_pixels_only_up_to_the_mapped_limit():
+    from graft.resources import INDEX_BYTES_PER_IMAGE
+
     small = resources_for(10_000, 784, 128, 1, gpus=1)
     large = resources_for(1_000_000, IMAGE_224, 256, 1, gpus=1)
     huge = resources_for(100_000_000, IMAGE_224, 256, 1, gpus=1)
-    assert small.memory_bytes < large.memory_bytes == huge.memory_bytes
+    assert small.memory_bytes < large.memory_bytes < huge.memory_bytes
+    assert huge.memory_bytes - large.memory_bytes == 99_000_000 * INDEX_BYTES_PER_IMAGE  # beyond it, only the index grows
     assert large.requests()["memory"].endswith("Gi") and large.cpu == 5
 
 
