@@ -110,7 +110,7 @@ def _train_once(strategy_name: str, params: StrategyParams, source: ModelBundle,
         same_label_set=same_label_set(source, target),
         adaptation_inputs=normalise(adaptation_images(target), source.preprocessing),
         device=device,
-        unlabeled_images=target.images("unlabeled"),
+        unlabeled_images=target.view("unlabeled"),
     )
     model = strategy.build_model(source, context).to(device)
     strategy.prepare(model, context)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from graft.data.dataset import Images
 from graft.data.preprocessing import PreprocessingSpec
 from graft.models.architectures import ArchitectureSpec, Classifier, build_classifier
 from graft.models.bundle import ModelBundle
@@ -69,8 +70,9 @@ class TransferContext:
     same_label_set: bool
     adaptation_inputs: torch.Tensor  # normalised target images without labels (train + unlabelled pool)
     device: torch.device
-    # uint8 images of the unlabelled pool (the training pool beyond the label budget), never their labels
-    unlabeled_images: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 1, 1, 1), dtype=torch.uint8))
+    # uint8 images of the unlabelled pool (the training pool beyond the label budget), never their labels:
+    # a shard view (read a batch at a time) or a tensor
+    unlabeled_images: Images = field(default_factory=lambda: torch.zeros((0, 1, 1, 1), dtype=torch.uint8))
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from graft.data.preprocessing import normalise
+from graft.data.shards import iter_batches
 from graft.errors import ConfigError
 from graft.models.architectures import Classifier
 from graft.models.bundle import ModelBundle
@@ -112,7 +113,7 @@ class SourceFree(TransferStrategy):
             model.eval()
             with torch.inference_mode():
                 features = torch.cat([model.features(normalise(chunk.to(context.device), settings.preprocessing)).float().cpu()
-                                      for chunk in pool.split(512)])
+                                      for chunk in iter_batches(pool, 512)])
                 logits = model.head(features.to(context.device)).float().cpu()
             return features, logits
 

@@ -1,7 +1,7 @@
 """The loop shared by strategies that learn from unlabelled target images (``semi``, ``source_free``).
 
-The labelled, validation and unlabelled images are held in memory (a shard view is read once).
-An epoch is one pass over the unlabelled pool (or over the labelled images when the pool is
+The labelled, validation and unlabelled images are read a batch at a time (shard views or
+tensors), so the pool may be bigger than memory; only the batch in use is on the device. An epoch is one pass over the unlabelled pool (or over the labelled images when the pool is
 empty). Each step hands the strategy's ``step`` a batch of unlabelled images (uint8, with their
 pool indices) and, when there are labelled images, a labelled batch drawn with replacement, so
 that one label per class still fills a batch. The weights with the best validation score are kept;
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from graft.data.dataset import Images
 from graft.data.preprocessing import PreprocessingSpec, standardise_
 from graft.models.architectures import Classifier
 from graft.strategies.base import FitSettings
@@ -42,11 +43,6 @@ class Batch:
 Step = Callable[[Classifier, Batch], tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def in_memory(images) -> torch.Tensor:
-    """A tensor of ``images`` (a tensor already, or a shard view read whole: these strategies sample it at random)."""
-    return images if isinstance(images, torch.Tensor) else images[torch.arange(len(images))]
-
-
 def to_inputs(pixels: torch.Tensor, preprocessing: PreprocessingSpec, augment: Callable | None) -> torch.Tensor:
     """uint8 images to normalised model inputs, through ``augment`` (float pixels in [0, 1]) when given."""
     floats = pixels.float().div_(255.0)
@@ -58,7 +54,7 @@ def to_inputs(pixels: torch.Tensor, preprocessing: PreprocessingSpec, augment: C
 def fit_with_unlabelled(
     model: Classifier,
     data: TrainingData,
-    unlabelled: torch.Tensor,
+    unlabelled: Images,
     phases: list[Phase],
     settings: FitSettings,
     step: Step,
@@ -75,9 +71,6 @@ def fit_with_unlabelled(
     ``start`` is the result of an earlier training of ``model`` (whose best weights it holds now): its
     history continues, and its best score must be beaten for new weights to be kept.
     """
-    device = next(model.parameters()).device
-    data = TrainingData(*(in_memory(part).to(device) for part in (data.train_images, data.train_labels, data.val_images, data.val_labels)))
-    unlabelled = in_memory(unlabelled).to(device)
     result = TrainingResult.from_dict(start.to_dict()) if start is not None else TrainingResult()
     best = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     started = time.perf_counter()
@@ -93,6 +86,7 @@ def fit_with_unlabelled(
 
 
 def _run_phase(model, data, unlabelled, phase, settings, step, per_step, label, regularizer, epoch_start, objective, result, best) -> None:
+    device = next(model.parameters()).device
     trainable = {id(parameter) for group in phase.param_groups for parameter in group["params"]}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in trainable)
@@ -108,10 +102,10 @@ def _run_phase(model, data, unlabelled, phase, settings, step, per_step, label, 
         if epoch_start is not None:
             epoch_start(model)
         train_mode(model, phase.frozen_batch_norm_statistics)
-        order = torch.randperm(pool, generator=settings.generator).to(unlabelled.device)
+        order = torch.randperm(pool, generator=settings.generator)
         tick, loss_sum, correct, seen = time.perf_counter(), 0.0, 0.0, 0
         for index in range(steps):
-            batch = _draw(data, unlabelled, order, index, per_step, settings)
+            batch = _draw(data, unlabelled, order, index, per_step, settings, device)
             if batch is None:
                 continue
             loss, logits = step(model, batch)
@@ -141,16 +135,18 @@ def _run_phase(model, data, unlabelled, phase, settings, step, per_step, label, 
     bar.close()
 
 
-def _draw(data: TrainingData, unlabelled: torch.Tensor, order: torch.Tensor, index: int, per_step: int, settings: FitSettings) -> Batch | None:
+def _draw(data: TrainingData, unlabelled: Images, order: torch.Tensor, index: int, per_step: int, settings: FitSettings,
+          device: torch.device) -> Batch | None:
+    """The step's batches, gathered (from shards or tensors) and moved to ``device``."""
     chosen = order[index * per_step : (index + 1) * per_step]
     labelled_count = data.train_images.shape[0]
     if chosen.numel() < 2 and labelled_count < 2:
         return None  # a single image breaks BatchNorm in training mode
     images = labels = None
     if labelled_count:
-        rows = torch.randint(labelled_count, (settings.batch_size,), generator=settings.generator).to(data.train_images.device)
-        images, labels = data.train_images[rows], data.train_labels[rows]
-    return Batch(images, labels, unlabelled[chosen], chosen)
+        rows = torch.randint(labelled_count, (settings.batch_size,), generator=settings.generator)
+        images, labels = data.train_images[rows].to(device), data.train_labels[rows.to(data.train_labels.device)].to(device)
+    return Batch(images, labels, unlabelled[chosen].to(device), chosen.to(device))
 
 
 def _validate(model, data, settings, objective, result, phase, train_loss, train_accuracy, optimizer) -> bool:

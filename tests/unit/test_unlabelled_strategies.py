@@ -164,3 +164,41 @@ def test_zero_labels_per_class_is_a_valid_budget(shifted_pair):
     with pytest.raises(ConfigError, match="labels_per_class"):
         config_for({"source_free": {}}, labels_per_class=-1)
     assert strategy_class("source_free").learns_without_labels and not strategy_class("semi").learns_without_labels
+
+
+def in_shards(dataset: ImageDataset, folder) -> ImageDataset:
+    """The same dataset with its pixels in shards of 50 images, read a batch at a time."""
+    import dataclasses
+
+    from graft.data import shards
+
+    shape = tuple(dataset.images.shape[1:])
+    writer = shards.ShardWriter(shards.ShardPool(folder), shape)
+    writer.capacity = 50
+    locations = writer.add(dataset.images.numpy())
+    writer.flush()
+    view = shards.ShardImages(str(folder), writer.shards, [shard for shard, _ in locations], [offset for _, offset in locations], shape)
+    return dataclasses.replace(dataset, images=view)
+
+
+def test_the_unlabelled_pool_streams_from_shards_with_the_same_result(source_bundle, tmp_path, monkeypatch):
+    """semi reads its pool a batch at a time from shards (never the whole pool at once) and trains
+    exactly as it does on the same images in memory."""
+    from graft.data.shards import ShardImages
+    from graft.transfer import ADAPTATION_IMAGES
+
+    images, labels = make_blobs(per_class=400, seed=1)
+    target = target_of(images.float(), labels, "synthetic:large-pool")
+    params = {"epochs": 1, "probe_epochs": 1, "unlabelled_epochs": 1, "threshold": 0.6, "unlabelled_ratio": 3}
+    settings = config_for({"semi": params})
+    in_memory = train_candidate("semi", source_bundle, split_target(target, 0.2, 0.3, 1, split_seed=0, budget_seed=0), settings)
+    reads = []
+    original = ShardImages.gather
+    monkeypatch.setattr(ShardImages, "gather", lambda self, indices: reads.append(len(indices)) or original(self, indices))
+    streamed_splits = split_target(in_shards(target, tmp_path / "shards"), 0.2, 0.3, 1, split_seed=0, budget_seed=0)
+    streamed = train_candidate("semi", source_bundle, streamed_splits, settings)
+    pool = streamed_splits.size("unlabeled")
+    assert pool > 512 and pool not in reads
+    # batches and 512-image scoring chunks; one larger read: the BatchNorm sample (at most ADAPTATION_IMAGES)
+    assert len([size for size in reads if size > 512]) == 1 and max(reads) <= ADAPTATION_IMAGES
+    assert streamed.history == in_memory.history
