@@ -15,7 +15,7 @@
    of 224x224, and the read throughput one loader process reaches, as the data-side bound on epochs
    per hour of a 4-GPU node.
 
-    python bench/scale.py [--sizes 1000 4000 16000] [--work DIR]
+    python bench/scale.py [--sizes 4000 16000 64000] [--work DIR]
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def report(args, rss: list[dict], speeds: list[dict], demo: dict, rate: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 16000, 64000])
     parser.add_argument("--work", type=Path, default=None, help="folder for the JPEGs and shards (default: a temporary one)")
     parser.add_argument("--demo-epoch-scale", type=float, default=0.2)
     parser.add_argument("--lenet-images", type=int, default=8192)
