@@ -71,9 +71,9 @@ def comparison_set(splits: TargetSplits, challenger: ContentHashes, champion: Co
 
 def log_content_hashes(hashes: ContentHashes, run_id: str) -> str:
     """Write the artifact into MLflow run ``run_id``; returns the URI the version's tag holds."""
-    import mlflow
+    from graft.registry.client import mlflow_client
 
-    mlflow.MlflowClient().log_dict(run_id, hashes.to_json(), CONTENT_HASHES_FILE)
+    mlflow_client().log_dict(run_id, hashes.to_json(), CONTENT_HASHES_FILE)
     return f"runs:/{run_id}/{CONTENT_HASHES_FILE}"
 
 

@@ -128,11 +128,11 @@ def _from_mlflow(tracking_uri: str, model_name: str, wanted: set[str] | None) ->
     import mlflow
 
     from graft.registry.aliases import aliases as read_aliases
-    from graft.registry.client import tracking_server_call
+    from graft.registry.client import mlflow_client, tracking_server_call
 
     mlflow.set_tracking_uri(tracking_uri)
     with tracking_server_call(f"reading the versions of {model_name}"):
         aliases = read_aliases(model_name)
-        found = mlflow.MlflowClient().search_model_versions(f"name='{model_name}'")
+        found = mlflow_client().search_model_versions(f"name='{model_name}'")
     versions = [VersionRecord(str(item.version), int(item.creation_timestamp or 0), _keep(dict(item.tags or {}), wanted)) for item in found]
     return RegistrySnapshot(aliases, sorted(versions, key=lambda record: int(record.version)))

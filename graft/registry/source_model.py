@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from graft.models.bundle import ModelBundle
-from graft.registry import model_logging
+from graft.registry import client, model_logging
 from graft.registry.client import tracking_server_call
 
 
@@ -27,9 +27,7 @@ def log_source_model(bundle: ModelBundle, images: torch.Tensor | None, lineage: 
 
 def register_source_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
     """Register the logged source model and point ``alias`` at the new version; returns the version."""
-    import mlflow
-
     version = model_logging.register(model_uri, name, tags)
     with tracking_server_call(f"moving alias {alias} of {name}"):
-        mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+        client.mlflow_client().set_registered_model_alias(name, alias, version)
     return version
