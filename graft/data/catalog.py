@@ -73,18 +73,24 @@ def _scan_class_folders(folder: Path, root: Path, origin: str, split: str | None
         if not class_dir.is_dir():
             skipped.append(shown)
             continue
-        _inside(class_dir, root, origin, shown)
+        # Folders resolved once each (sorted, a folder comes before what it holds): a file that is not
+        # a link lies in its folder's resolved path, so only links and folders cost a realpath.
+        folders = {class_dir: _inside(class_dir, root, origin, shown)}
         for path in sorted(class_dir.rglob("*")):
             relative = path.relative_to(root)
             if any(is_hidden_or_system(part) for part in relative.parts):
                 continue
             if path.is_dir():
-                _inside(path, root, origin, relative.as_posix())
+                folders[path] = _inside(path, root, origin, relative.as_posix())
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append(relative.as_posix())
                 continue
-            resolved = _inside(path, root, origin, relative.as_posix())
+            folder_resolved = folders.get(path.parent)
+            if folder_resolved is None or path.is_symlink():
+                resolved = _inside(path, root, origin, relative.as_posix())
+            else:
+                resolved = folder_resolved / path.name
             entries.append(CatalogEntry(resolved, relative.as_posix(), class_dir.name, split))
     return entries
 
