@@ -14,6 +14,7 @@ that does is refused, so a dataset cannot read files its owner did not put in it
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,26 +74,36 @@ def _scan_class_folders(folder: Path, root: Path, origin: str, split: str | None
         if not class_dir.is_dir():
             skipped.append(shown)
             continue
-        # Folders resolved once each (sorted, a folder comes before what it holds): a file that is not
-        # a link lies in its folder's resolved path, so only links and folders cost a realpath.
-        folders = {class_dir: _inside(class_dir, root, origin, shown)}
-        for path in sorted(class_dir.rglob("*")):
-            relative = path.relative_to(root)
-            if any(is_hidden_or_system(part) for part in relative.parts):
-                continue
-            if path.is_dir():
-                folders[path] = _inside(path, root, origin, relative.as_posix())
-                continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append(relative.as_posix())
-                continue
-            folder_resolved = folders.get(path.parent)
-            if folder_resolved is None or path.is_symlink():
-                resolved = _inside(path, root, origin, relative.as_posix())
-            else:
-                resolved = folder_resolved / path.name
-            entries.append(CatalogEntry(resolved, relative.as_posix(), class_dir.name, split))
+        found: list[tuple[str, Path]] = []
+        unused: list[str] = []
+        _walk(class_dir, shown, _inside(class_dir, root, origin, shown), root, origin, found, unused)
+        entries += [CatalogEntry(resolved, relative, class_dir.name, split) for relative, resolved in sorted(found, key=_path_order)]
+        skipped += sorted(unused, key=lambda relative: relative.split("/"))
     return entries
+
+
+def _path_order(item: tuple[str, Path]) -> list[str]:
+    return item[0].split("/")  # the order of sorted(Path.rglob()): part by part
+
+
+def _walk(folder: Path, shown: str, resolved: Path, root: Path, origin: str, found: list, skipped: list[str]) -> None:
+    """Image files under ``folder`` as (relative, resolved) pairs; hidden entries skipped, linked folders
+    checked but not entered (as ``Path.rglob``). Each folder is resolved once: a file that is not a link
+    lies in its folder's resolved path, so only links and folders cost a realpath."""
+    with os.scandir(folder) as listing:
+        children = [entry for entry in listing if not is_hidden_or_system(entry.name)]
+    for entry in children:
+        relative = f"{shown}/{entry.name}"
+        if entry.is_dir():
+            inner = _inside(Path(entry.path), root, origin, relative)
+            if not entry.is_symlink():
+                _walk(Path(entry.path), relative, inner, root, origin, found, skipped)
+        elif os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+            skipped.append(relative)
+        elif entry.is_symlink():
+            found.append((relative, _inside(Path(entry.path), root, origin, relative)))
+        else:
+            found.append((relative, resolved / entry.name))
 
 
 def scan_image_folder(root: Path, origin: str) -> Catalog:
