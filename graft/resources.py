@@ -12,7 +12,7 @@ using what it asked for.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from graft.data.shards import MAPPED_LIMIT_BYTES, SHARD_BYTES
@@ -28,7 +28,6 @@ INDEX_BYTES_PER_IMAGE = 512  # path, label, split, content key, shard and offset
 RECORD_BYTES_PER_IMAGE = 4096  # the gate's per-file table (pandas, Great Expectations' copies)
 DECODE_WORKER_MEMORY = 256 * MIB  # one decode process: PIL, one source image, its framing
 LOADER_WORKERS, PREFETCH = 4, 2
-PIPELINE_STEPS = ("ingest_source", "pretrain", "validate_target", "finetune", "evaluate", "register")
 
 
 @dataclass(frozen=True)
@@ -96,20 +95,16 @@ def step_resources(source: DataShape, target: DataShape, *, model_bytes: int, ca
     """What each pipeline step asks for. ``candidates``: the strategies fine-tuned (each one's model
     is kept until the register step); ``gpus``: per training step."""
     held_models = candidates * model_bytes
+    finetune = resources_for(target.images, target.image_bytes, finetune_batch, 1, gpus, model_bytes=model_bytes)
     evaluate = STEP_BASE_MEMORY + target.index_bytes + target.mapped_bytes + held_models + 2 * finetune_batch * target.image_bytes * 5
     return {
         "ingest_source": decode_resources(source, decode_workers_for(source.images, decode_workers)),
         "pretrain": resources_for(source.images, source.image_bytes, pretrain_batch, 1, gpus, model_bytes=model_bytes),
         "validate_target": decode_resources(target, decode_workers_for(target.images, decode_workers)),
-        "finetune": _plus(resources_for(target.images, target.image_bytes, finetune_batch, 1, gpus, model_bytes=model_bytes),
-                          held_models),
+        "finetune": replace(finetune, memory_bytes=finetune.memory_bytes + held_models),
         "evaluate": PodResources(cpu=2, memory_bytes=evaluate),
         "register": PodResources(cpu=1, memory_bytes=STEP_BASE_MEMORY + 3 * held_models),  # export and its check
     }
-
-
-def _plus(resources: PodResources, memory_bytes: int) -> PodResources:
-    return PodResources(resources.cpu, resources.memory_bytes + memory_bytes, resources.gpus)
 
 
 def pipeline_resources(config: "GraftConfig") -> dict[str, PodResources]:

@@ -77,13 +77,13 @@ def _scan_class_folders(folder: Path, root: Path, origin: str, split: str | None
         found: list[tuple[str, Path]] = []
         unused: list[str] = []
         _walk(class_dir, shown, _inside(class_dir, root, origin, shown), root, origin, found, unused)
-        entries += [CatalogEntry(resolved, relative, class_dir.name, split) for relative, resolved in sorted(found, key=_path_order)]
-        skipped += sorted(unused, key=lambda relative: relative.split("/"))
+        entries += [CatalogEntry(resolved, relative, class_dir.name, split) for relative, resolved in sorted(found, key=lambda item: _path_order(item[0]))]
+        skipped += sorted(unused, key=_path_order)
     return entries
 
 
-def _path_order(item: tuple[str, Path]) -> list[str]:
-    return item[0].split("/")  # the order of sorted(Path.rglob()): part by part
+def _path_order(relative: str) -> list[str]:
+    return relative.split("/")  # the order of sorted(Path.rglob()): part by part
 
 
 def _walk(folder: Path, shown: str, resolved: Path, root: Path, origin: str, found: list, skipped: list[str]) -> None:
