@@ -3,8 +3,9 @@
 The labelled, validation and unlabelled images are read a batch at a time (shard views or
 tensors), so the pool may be bigger than memory; only the batch in use is on the device. An epoch
 is one pass over the unlabelled pool (or over the labelled images when the pool is empty). Each
-step hands the strategy's ``step`` a batch of unlabelled images (uint8, with their pool indices) and, when there are labelled images, a labelled batch drawn with replacement, so
-that one label per class still fills a batch. The weights with the best validation score are kept;
+step hands the strategy's ``step`` a batch of unlabelled images (uint8, with their pool indices)
+and, when there are labelled images, a labelled batch drawn with replacement, so that one label
+per class still fills a batch. The weights with the best validation score are kept;
 with no labelled validation images, the lowest value of the strategy's unlabelled objective.
 """
 
